@@ -1,0 +1,365 @@
+#include "config/config.hpp"
+
+#include <pwd.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace scopefs::config {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+constexpr const char* kTasksDir = "/etc/scopefs/tasks";
+
+class Checker {
+ public:
+  explicit Checker(std::string file) : file_(std::move(file)) {}
+
+  void error(const toml::source_region& where, std::string msg) {
+    diags_.push_back(Diagnostic{file_, where.begin.line, where.begin.column, std::move(msg)});
+  }
+  void error_at(unsigned line, unsigned col, std::string msg) {
+    diags_.push_back(Diagnostic{file_, line, col, std::move(msg)});
+  }
+  bool failed() const { return !diags_.empty(); }
+  std::vector<Diagnostic> take() { return std::move(diags_); }
+
+  // Reports keys of `t` outside `allowed`.
+  void only_keys(const toml::table& t, std::initializer_list<std::string_view> allowed,
+                 std::string_view where) {
+    for (auto&& [k, v] : t) {
+      bool known = false;
+      for (auto a : allowed) known = known || k.str() == a;
+      if (known) continue;
+      std::string list;
+      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      error(k.source(), "unknown key '" + std::string(k.str()) + "' in " + std::string(where) +
+                            " (expected one of: " + list + ")");
+    }
+  }
+
+  // A required or optional string value.
+  std::optional<std::string> string_key(const toml::table& t, std::string_view key,
+                                        const toml::source_region& table_src, bool required,
+                                        std::string_view where) {
+    const toml::node* n = t.get(key);
+    if (!n) {
+      if (required)
+        error(table_src, "missing key '" + std::string(key) + "' in " + std::string(where));
+      return std::nullopt;
+    }
+    if (!n->is_string()) {
+      error(n->source(), "'" + std::string(key) + "' must be a string");
+      return std::nullopt;
+    }
+    return n->value<std::string>();
+  }
+
+ private:
+  std::string file_;
+  std::vector<Diagnostic> diags_;
+};
+
+bool is_inside_or_equal(const std::string& child, const std::string& parent) {
+  if (parent == "/") return true;
+  return child == parent || (child.size() > parent.size() && child.compare(0, parent.size(), parent) == 0 &&
+                             child[parent.size()] == '/');
+}
+
+// Lexically normalises an absolute path and resolves symlinks of the part that exists.
+std::string canonical_lenient(const std::string& p) {
+  std::error_code ec;
+  auto c = stdfs::weakly_canonical(stdfs::path(p), ec);
+  if (ec) return stdfs::path(p).lexically_normal().string();
+  std::string s = c.string();
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
+}
+
+std::string absolute_from(const std::string& p, const std::string& base_dir) {
+  if (!p.empty() && p.front() == '/') return p;
+  return (stdfs::path(base_dir) / p).string();
+}
+
+// Column of a string value's content: TOML++ points at the opening quote.
+unsigned value_column(const toml::node& n) { return n.source().begin.column + 1; }
+
+}  // namespace
+
+std::string Diagnostic::str() const {
+  std::ostringstream o;
+  o << file << ":" << line << ":" << column << ": " << message;
+  return o.str();
+}
+
+ConfigError::ConfigError(std::vector<Diagnostic> diags)
+    : std::runtime_error([&] {
+        std::string s;
+        for (auto& d : diags) s += (s.empty() ? "" : "\n") + d.str();
+        return s;
+      }()),
+      diags_(std::move(diags)) {}
+
+TaskConfig parse_config(const std::string& text, const std::string& file_name,
+                        const std::string& base_dir) {
+  Checker ck(file_name);
+  toml::table root;
+  try {
+    root = toml::parse(text, file_name);
+  } catch (const toml::parse_error& e) {
+    ck.error(e.source(), "TOML syntax error: " + std::string(e.description()));
+    throw ConfigError(ck.take());
+  }
+
+  TaskConfig cfg;
+  cfg.file = file_name;
+  const toml::source_region top{{1, 1}, {1, 1}, nullptr};
+  ck.only_keys(root, {"task", "bind", "rule"}, "the top level");
+
+  // [task]
+  const toml::table* task = root["task"].as_table();
+  if (!task) {
+    if (root.contains("task"))
+      ck.error(root.get("task")->source(), "'task' must be a table ([task])");
+    else
+      ck.error(top, "missing [task] table");
+  } else {
+    ck.only_keys(*task, {"name", "mountpoint", "state_dir", "agent_user"}, "[task]");
+    if (auto name = ck.string_key(*task, "name", task->source(), true, "[task]")) {
+      static const std::regex kName("[A-Za-z0-9_.-]+");
+      if (!std::regex_match(*name, kName) || *name == "." || *name == "..")
+        ck.error(task->get("name")->source(),
+                 "task name '" + *name + "' must match [A-Za-z0-9_.-]+ (and not be '.' or '..')");
+      cfg.name = *name;
+    }
+    for (auto key : {"mountpoint", "state_dir"}) {
+      auto v = ck.string_key(*task, key, task->source(), true, "[task]");
+      if (!v) continue;
+      if (v->empty()) {
+        ck.error(task->get(key)->source(), std::string(key) + " must not be empty");
+        continue;
+      }
+      std::string abs = canonical_lenient(absolute_from(*v, base_dir));
+      (std::string_view(key) == "mountpoint" ? cfg.mountpoint : cfg.state_dir) = abs;
+    }
+    if (auto user = ck.string_key(*task, "agent_user", task->source(), false, "[task]")) {
+      cfg.agent_user = *user;
+      char* end = nullptr;
+      unsigned long n = std::strtoul(user->c_str(), &end, 10);
+      if (!user->empty() && end && *end == '\0') {
+        cfg.agent_uid = static_cast<uid_t>(n);
+      } else if (struct passwd* pw = ::getpwnam(user->c_str())) {
+        cfg.agent_uid = pw->pw_uid;
+      } else {
+        ck.error(task->get("agent_user")->source(),
+                 "agent_user '" + *user + "' is not a known user name or a numeric uid");
+      }
+    }
+  }
+
+  // [[bind]]
+  struct BindSeen {
+    BindConfig cfg;
+    toml::source_region path_src, source_src;
+  };
+  std::vector<BindSeen> binds;
+  if (const toml::node* bn = root.get("bind")) {
+    const toml::array* arr = bn->as_array();
+    if (!arr || !arr->is_array_of_tables()) {
+      ck.error(bn->source(), "'bind' must be an array of tables ([[bind]])");
+    } else {
+      for (const toml::node& el : *arr) {
+        const toml::table& b = *el.as_table();
+        ck.only_keys(b, {"path", "source", "access"}, "[[bind]]");
+        BindSeen seen;
+        bool good = true;
+        auto path = ck.string_key(b, "path", b.source(), true, "[[bind]]");
+        if (path) {
+          seen.path_src = b.get("path")->source();
+          std::string p = *path;
+          while (!p.empty() && p.back() == '/') p.pop_back();
+          if (!p.empty() && p.front() == '/') {
+            ck.error(seen.path_src, "bind path '" + *path +
+                                        "' must be relative to the view's root (no leading '/')");
+            good = false;
+          }
+          for (auto seg : split_path(p)) {
+            if (seg == ".." || seg == ".") {
+              ck.error(seen.path_src,
+                       "bind path '" + *path + "' escapes or is not normalised ('.'/'..' segments)");
+              good = false;
+              break;
+            }
+          }
+          if (p.find("//") != std::string::npos) {
+            ck.error(seen.path_src, "bind path '" + *path + "' has an empty segment ('//')");
+            good = false;
+          }
+          seen.cfg.path = p;
+        } else {
+          good = false;
+        }
+        auto source = ck.string_key(b, "source", b.source(), true, "[[bind]]");
+        if (source) {
+          seen.source_src = b.get("source")->source();
+          std::string abs = absolute_from(*source, base_dir);
+          struct stat st {};
+          if (::stat(abs.c_str(), &st) != 0) {
+            ck.error(seen.source_src, "bind source '" + *source + "' does not exist");
+            good = false;
+          } else if (!S_ISDIR(st.st_mode)) {
+            ck.error(seen.source_src, "bind source '" + *source + "' is not a directory");
+            good = false;
+          } else {
+            seen.cfg.source = canonical_lenient(abs);
+          }
+        } else {
+          good = false;
+        }
+        if (const toml::node* an = b.get("access")) {
+          auto s = an->value<std::string>();
+          auto a = s ? parse_access(*s) : std::nullopt;
+          if (!a) {
+            ck.error(an->source(), "access must be one of hide, read, write (got " +
+                                       (s ? "'" + *s + "'" : std::string("a non-string")) + ")");
+            good = false;
+          } else if (*a == Access::Stage) {
+            ck.error(an->source(),
+                     "access 'stage' (held changes) is not supported yet; use hide, read or write");
+            good = false;
+          } else {
+            seen.cfg.access = *a;
+          }
+        } else {
+          ck.error(b.source(),
+                   "[[bind]] has no 'access': the default, 'stage' (held changes), is not "
+                   "supported yet; set access = \"read\" or \"write\"");
+          good = false;
+        }
+        if (good) binds.push_back(std::move(seen));
+      }
+    }
+  } else {
+    ck.error(top, "no [[bind]]: a view needs at least one bind");
+  }
+
+  // Overlaps between binds, and the mountpoint/state_dir against sources.
+  for (size_t i = 0; i < binds.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      const auto& a = binds[j].cfg;
+      const auto& b = binds[i].cfg;
+      auto nested = [](const std::string& x, const std::string& y) {
+        return x == y || y.empty() || x.empty() ||
+               (x.size() > y.size() && x.compare(0, y.size(), y) == 0 && x[y.size()] == '/');
+      };
+      if (nested(a.path, b.path) || nested(b.path, a.path)) {
+        ck.error(binds[i].path_src, "bind path '" + b.path + "' overlaps bind path '" + a.path +
+                                        "' (line " + std::to_string(binds[j].path_src.begin.line) +
+                                        "); bind paths must not contain one another");
+      }
+      if (is_inside_or_equal(a.source, b.source) || is_inside_or_equal(b.source, a.source)) {
+        ck.error(binds[i].source_src,
+                 "bind source '" + b.source + "' overlaps bind source '" + a.source + "' (line " +
+                     std::to_string(binds[j].source_src.begin.line) + ")");
+      }
+    }
+  }
+  if (task) {
+    for (auto key : {"mountpoint", "state_dir"}) {
+      const std::string& p = std::string_view(key) == "mountpoint" ? cfg.mountpoint : cfg.state_dir;
+      if (p.empty()) continue;
+      for (const auto& b : binds) {
+        if (is_inside_or_equal(p, b.cfg.source))
+          ck.error(task->get(key)->source(),
+                   std::string(key) + " '" + p + "' is inside bind source '" + b.cfg.source + "'");
+        if (is_inside_or_equal(b.cfg.source, p) && std::string_view(key) == "mountpoint")
+          ck.error(b.source_src, "bind source '" + b.cfg.source + "' is inside the mountpoint");
+      }
+    }
+    if (!cfg.mountpoint.empty() && !cfg.state_dir.empty() &&
+        is_inside_or_equal(cfg.state_dir, cfg.mountpoint))
+      ck.error(task->get("state_dir")->source(), "state_dir is inside the mountpoint");
+  }
+
+  // [[rule]]
+  std::vector<Rule> rules;
+  if (const toml::node* rn = root.get("rule")) {
+    const toml::array* arr = rn->as_array();
+    if (!arr || !arr->is_array_of_tables()) {
+      ck.error(rn->source(), "'rule' must be an array of tables ([[rule]])");
+    } else {
+      for (const toml::node& el : *arr) {
+        const toml::table& r = *el.as_table();
+        ck.only_keys(r, {"match", "access"}, "[[rule]]");
+        Rule rule{};
+        bool good = true;
+        if (auto m = ck.string_key(r, "match", r.source(), true, "[[rule]]")) {
+          std::string err;
+          size_t pos = 0;
+          if (!Glob::compile(*m, rule.glob, err, pos)) {
+            const toml::node* mn = r.get("match");
+            ck.error_at(mn->source().begin.line, value_column(*mn) + static_cast<unsigned>(pos),
+                        "bad glob '" + *m + "': " + err);
+            good = false;
+          }
+        } else {
+          good = false;
+        }
+        if (const toml::node* an = r.get("access")) {
+          auto s = an->value<std::string>();
+          auto a = s ? parse_access(*s) : std::nullopt;
+          if (!a) {
+            ck.error(an->source(), "access must be one of hide, read, write (got " +
+                                       (s ? "'" + *s + "'" : std::string("a non-string")) + ")");
+            good = false;
+          } else if (*a == Access::Stage) {
+            ck.error(an->source(),
+                     "access 'stage' (held changes) is not supported yet; use hide, read or write");
+            good = false;
+          } else {
+            rule.access = *a;
+          }
+        } else {
+          ck.error(r.source(), "missing key 'access' in [[rule]]");
+          good = false;
+        }
+        if (good) rules.push_back(std::move(rule));
+      }
+    }
+  }
+
+  if (ck.failed()) throw ConfigError(ck.take());
+  for (auto& b : binds) cfg.binds.push_back(std::move(b.cfg));
+  cfg.policy = Policy(std::move(rules));
+  return cfg;
+}
+
+TaskConfig load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw ConfigError({Diagnostic{path, 0, 0, "cannot read the config file"}});
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::error_code ec;
+  auto abs = stdfs::absolute(path, ec);
+  std::string base = (ec ? stdfs::path(path) : abs).parent_path().string();
+  if (base.empty()) base = ".";
+  return parse_config(ss.str(), path, base);
+}
+
+std::string resolve_task_arg(const std::string& arg) {
+  if (arg.find('/') != std::string::npos || arg.ends_with(".toml")) return arg;
+  std::error_code ec;
+  if (stdfs::exists(arg, ec) && stdfs::is_regular_file(arg, ec)) return arg;
+  return std::string(kTasksDir) + "/" + arg + ".toml";
+}
+
+}  // namespace scopefs::config

@@ -1,0 +1,544 @@
+// Mutations, open files, directories, xattrs and statfs of the view.
+//
+// Shape of every mutation: build a Change → check_*_change (policy, then the
+// gate's begin) → the syscall relative to directory fds → finish_change.
+// Create-type syscalls run under the caller's fsuid/fsgid (as_caller) so new
+// objects belong to the caller, as on a native filesystem.
+#include <dirent.h>
+#include <linux/fs.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include "fs/sys/creds.hpp"
+#include "fs/view.hpp"
+
+namespace scopefs::fs {
+namespace {
+
+bool valid_name(std::string_view name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos;
+}
+
+int64_t mtime_ns(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+}  // namespace
+
+template <typename F>
+auto View::as_caller(const Caller& caller, F f) -> decltype(f()) {
+  {
+    sys::CredGuard g(caller.uid, caller.gid);
+    auto r = f();
+    if (r.ok() || r.error() != EACCES || caller.uid == 0) return r;
+  }
+  // The caller may hold the permission through a supplementary group.
+  auto groups = sys::proc_groups(caller.pid);
+  if (!groups) return f();  // caller gone: keep the first answer's semantics
+  sys::CredGuard g(caller.uid, caller.gid, &*groups);
+  return f();
+}
+
+Result<Entry> View::mknod(Inode* parent, std::string_view name, mode_t mode, dev_t rdev,
+                          const Caller& caller) {
+  if (!valid_name(name)) return Errno{EINVAL};
+  Change c{S_ISDIR(mode) ? OpKind::Mkdir : OpKind::Mknod, {}, {}, caller, 0};
+  if (auto r = check_child_change(c, parent, name); !r) return Errno{r.error()};
+  auto pfd = path_fd(parent);
+  if (!pfd) return finish_change(c, pfd.error()), Errno{pfd.error()};
+  std::string n(name);
+  auto r = as_caller(caller, [&] {
+    return S_ISDIR(mode) ? sys::mkdir_at((*pfd)->get(), n.c_str(), mode & 07777)
+                         : sys::mknod_at((*pfd)->get(), n.c_str(), mode, rdev);
+  });
+  finish_change(c, r.error());
+  if (!r) return Errno{r.error()};
+  return lookup_real(parent, name);
+}
+
+Result<Entry> View::mkdir(Inode* parent, std::string_view name, mode_t mode,
+                          const Caller& caller) {
+  return mknod(parent, name, S_IFDIR | (mode & 07777), 0, caller);
+}
+
+Result<Entry> View::symlink(std::string_view target, Inode* parent, std::string_view name,
+                            const Caller& caller) {
+  if (!valid_name(name)) return Errno{EINVAL};
+  Change c{OpKind::Symlink, {}, std::string(target), caller, 0};
+  if (auto r = check_child_change(c, parent, name); !r) return Errno{r.error()};
+  auto pfd = path_fd(parent);
+  if (!pfd) return finish_change(c, pfd.error()), Errno{pfd.error()};
+  std::string n(name), t(target);
+  auto r = as_caller(caller, [&] { return sys::symlink_at(t.c_str(), (*pfd)->get(), n.c_str()); });
+  finish_change(c, r.error());
+  if (!r) return Errno{r.error()};
+  return lookup_real(parent, name);
+}
+
+Result<Entry> View::link(Inode* node, Inode* newparent, std::string_view newname,
+                         const Caller& caller) {
+  if (!valid_name(newname)) return Errno{EINVAL};
+  Change c{OpKind::Link, {}, {}, caller, 0};
+  c.path = table_.path_of(node);
+  c.path2 = child_path(newparent, newname);
+  if (node->synthetic() || newparent->synthetic()) return Errno{deny(c, EROFS).error()};
+  // A link changes the source inode (its link count) and makes a new name:
+  // both must be writable, so a read-only or hidden file cannot be given a
+  // writable (or visible) second name.
+  Access src = access_of(node);
+  Access dst = child_access(newparent, c.path2);
+  Access worst = config::most_restrictive(src, dst);
+  if (worst != Access::Write) return Errno{check_change(c, worst).error()};
+  if (node->bind() != newparent->bind()) return Errno{EXDEV};
+  if (auto r = gate_.begin(c); !r) return Errno{r.error()};
+  auto fd = path_fd(node);
+  auto npfd = path_fd(newparent);
+  if (!fd || !npfd) {
+    int e = !fd ? fd.error() : npfd.error();
+    finish_change(c, e);
+    return Errno{e};
+  }
+  std::string n(newname);
+  auto r = sys::link_at((*fd)->get(), "", (*npfd)->get(), n.c_str(), AT_EMPTY_PATH);
+  finish_change(c, r.error());
+  if (!r) return Errno{r.error()};
+  return lookup_real(newparent, newname);
+}
+
+Result<void> View::unlink(Inode* parent, std::string_view name, const Caller& caller) {
+  Change c{OpKind::Unlink, {}, {}, caller, 0};
+  if (auto r = check_child_change(c, parent, name); !r) return r;
+  auto pfd = path_fd(parent);
+  if (!pfd) return finish_change(c, pfd.error()), Errno{pfd.error()};
+  std::string n(name);
+  auto r = sys::unlink_at((*pfd)->get(), n.c_str(), 0);
+  finish_change(c, r.error());
+  return r;
+}
+
+Result<void> View::rmdir(Inode* parent, std::string_view name, const Caller& caller) {
+  Change c{OpKind::Rmdir, {}, {}, caller, 0};
+  if (auto r = check_child_change(c, parent, name); !r) return r;
+  auto pfd = path_fd(parent);
+  if (!pfd) return finish_change(c, pfd.error()), Errno{pfd.error()};
+  std::string n(name);
+  auto r = sys::unlink_at((*pfd)->get(), n.c_str(), AT_REMOVEDIR);
+  finish_change(c, r.error());
+  return r;
+}
+
+Result<bool> View::subtree_levels_equal(int dirfd, const std::string& from, const std::string& to,
+                                        Access bind_default, size_t& budget) {
+  for (;;) {
+    auto batch = sys::read_dir(dirfd);
+    if (!batch) return Errno{batch.error()};
+    if (batch->empty()) return true;
+    for (const auto& e : *batch) {
+      if (e.name == "." || e.name == "..") continue;
+      if (budget == 0) return false;
+      --budget;
+      std::string f = from + "/" + e.name, t = to + "/" + e.name;
+      if (cfg_.policy.access(f, bind_default) != cfg_.policy.access(t, bind_default)) return false;
+      if (e.type == DT_DIR) {
+        auto sub = sys::open_at(dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+        if (!sub) return Errno{sub.error()};
+        auto eq = subtree_levels_equal(sub->get(), f, t, bind_default, budget);
+        if (!eq || !*eq) return eq;
+      }
+    }
+  }
+}
+
+Result<void> View::rename(Inode* parent, std::string_view name, Inode* newparent,
+                          std::string_view newname, unsigned flags, const Caller& caller) {
+  if (!valid_name(name) || !valid_name(newname)) return Errno{EINVAL};
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return Errno{EINVAL};
+  Change c{OpKind::Rename, child_path(parent, name), child_path(newparent, newname), caller, flags};
+  if (parent->synthetic() || newparent->synthetic()) return deny(c, EROFS);
+  Access worst = config::most_restrictive(child_access(parent, c.path),
+                                          child_access(newparent, c.path2));
+  if (worst != Access::Write) return deny(c, worst == Access::Hide ? EACCES : EROFS);
+  if (parent->bind() != newparent->bind()) return Errno{EXDEV};
+
+  auto pfd = path_fd(parent);
+  if (!pfd) return Errno{pfd.error()};
+  auto npfd = path_fd(newparent);
+  if (!npfd) return Errno{npfd.error()};
+  std::string n(name), nn(newname);
+  auto src = sys::stat_at((*pfd)->get(), n.c_str(), AT_SYMLINK_NOFOLLOW);
+  if (!src) return Errno{src.error()};
+  auto dst = sys::stat_at((*npfd)->get(), nn.c_str(), AT_SYMLINK_NOFOLLOW);
+
+  // Moving a directory moves its subtree's view paths: if that could change
+  // the level of anything below it, refuse with EXDEV so that tools fall back
+  // to copy + delete, which the policy then judges entry by entry.
+  const Access bind_default = binds_[static_cast<size_t>(parent->bind())].cfg.access;
+  auto check_subtree = [&](int dfd, const std::string& nm, const std::string& from,
+                           const std::string& to) -> Result<void> {
+    if (!cfg_.policy.subtree_may_differ(from, to)) return {};
+    auto d = sys::open_at(dfd, nm.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!d) return Errno{d.error()};
+    size_t budget = 100000;
+    auto eq = subtree_levels_equal(d->get(), from, to, bind_default, budget);
+    if (!eq) return Errno{eq.error()};
+    if (!*eq) {
+      spdlog::info("rename {} -> {}: levels below it would change; EXDEV", from, to);
+      return Errno{EXDEV};
+    }
+    return {};
+  };
+  bool moves_dir = S_ISDIR(src->st_mode) || ((flags & RENAME_EXCHANGE) && dst && S_ISDIR(dst->st_mode));
+  if (S_ISDIR(src->st_mode))
+    if (auto r = check_subtree((*pfd)->get(), n, c.path, c.path2); !r) return r;
+  if ((flags & RENAME_EXCHANGE) && dst && S_ISDIR(dst->st_mode))
+    if (auto r = check_subtree((*npfd)->get(), nn, c.path2, c.path); !r) return r;
+
+  if (auto r = gate_.begin(c); !r) return r;
+  auto r = sys::rename_at2((*pfd)->get(), n.c_str(), (*npfd)->get(), nn.c_str(), flags);
+  finish_change(c, r.error());
+  if (!r) return r;
+  table_.relink(InodeKey{src->st_dev, src->st_ino}, newparent, newname);
+  if ((flags & RENAME_EXCHANGE) && dst) table_.relink(InodeKey{dst->st_dev, dst->st_ino}, parent, name);
+  // Any rename changes the view paths of a node, and of a subtree for
+  // directories: cached levels are recomputed on next use.
+  (void)moves_dir;
+  policy_gen_.fetch_add(1, std::memory_order_acq_rel);
+  return {};
+}
+
+// ---------------------------------------------------------------------------
+// Attributes
+
+Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const OpenFile* fh,
+                                  const Caller& caller) {
+  using R = SetattrRequest;
+  OpKind op = (req.to_set & R::kSize)                 ? OpKind::Truncate
+              : (req.to_set & R::kMode)               ? OpKind::Chmod
+              : (req.to_set & (R::kUid | R::kGid))    ? OpKind::Chown
+                                                      : OpKind::Utimens;
+  Change c{op, {}, {}, caller, static_cast<unsigned>(req.to_set)};
+  if (auto r = check_node_change(c, node); !r) return Errno{r.error()};
+  FdRef pathfd;
+  int fd = -1;
+  if (fh) {
+    fd = fh->fd.get();
+  } else {
+    auto p = path_fd(node);
+    if (!p) return finish_change(c, p.error()), Errno{p.error()};
+    pathfd = *p;
+    fd = pathfd->get();
+  }
+  Result<void> r;
+  if (req.to_set & R::kMode) r = sys::chmod_fd(fd, req.mode & 07777);
+  if (r && (req.to_set & (R::kUid | R::kGid))) {
+    uid_t uid = (req.to_set & R::kUid) ? req.uid : static_cast<uid_t>(-1);
+    gid_t gid = (req.to_set & R::kGid) ? req.gid : static_cast<gid_t>(-1);
+    r = sys::chown_fd(fd, uid, gid);
+  }
+  if (r && (req.to_set & R::kSize)) r = sys::truncate_fd(fd, req.size, fh && fh->writable);
+  if (r && (req.to_set & (R::kAtime | R::kMtime | R::kAtimeNow | R::kMtimeNow))) {
+    struct timespec tv[2];
+    tv[0].tv_sec = 0;
+    tv[1].tv_sec = 0;
+    tv[0].tv_nsec = (req.to_set & R::kAtimeNow) ? UTIME_NOW : UTIME_OMIT;
+    tv[1].tv_nsec = (req.to_set & R::kMtimeNow) ? UTIME_NOW : UTIME_OMIT;
+    if ((req.to_set & R::kAtime) && !(req.to_set & R::kAtimeNow)) tv[0] = req.atime;
+    if ((req.to_set & R::kMtime) && !(req.to_set & R::kMtimeNow)) tv[1] = req.mtime;
+    if (node->is_symlink()) {
+      auto [parent, name] = table_.parent_and_name(node);
+      auto pfd = parent ? path_fd(parent) : Result<FdRef>(Errno{ENOENT});
+      r = pfd ? sys::utimens_at((*pfd)->get(), name.c_str(), tv, AT_SYMLINK_NOFOLLOW)
+              : Result<void>(Errno{pfd.error()});
+    } else {
+      r = sys::utimens_fd(fd, tv);
+    }
+  }
+  finish_change(c, r.error());
+  if (!r) return Errno{r.error()};
+  auto st = sys::stat_fd(fd);
+  if (st) fix_attr(*st);
+  return st;
+}
+
+// ---------------------------------------------------------------------------
+// Files
+
+Result<std::unique_ptr<OpenFile>> View::open(Inode* node, int flags, const Caller& caller,
+                                             bool& keep_cache) {
+  keep_cache = false;
+  if (node->synthetic() || node->is_dir()) return Errno{EISDIR};
+  bool writable = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+  Change c{(flags & O_TRUNC) ? OpKind::Truncate : OpKind::OpenWrite, {}, {}, caller,
+           static_cast<unsigned>(flags)};
+  if (writable) {
+    if (auto r = check_node_change(c, node); !r) return Errno{r.error()};
+  } else if (access_of(node) == Access::Hide) {
+    return Errno{EACCES};
+  }
+  int oflags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
+  Result<sys::UniqueFd> fd = Errno{EIO};
+  int mfd = node->has_handle ? mount_fd_for(node->handle.mount_id) : -1;
+  if (mfd >= 0) {
+    fd = sys::open_by_handle(mfd, node->handle, oflags);
+    if (!fd && fd.error() == ESTALE) fd = Errno{ENOENT};
+  } else {
+    auto p = path_fd(node);
+    if (!p) {
+      fd = Errno{p.error()};
+    } else {
+      sys::ProcPath pp((*p)->get());
+      fd = sys::open_at(AT_FDCWD, pp.c_str(), oflags);
+    }
+  }
+  if (writable) finish_change(c, fd.error());
+  if (!fd) return Errno{fd.error()};
+  if (auto st = sys::stat_fd(fd->get())) {
+    int64_t m = mtime_ns(*st);
+    keep_cache = !(flags & O_TRUNC) && node->cache_mtime_ns.load() == m &&
+                 node->cache_size.load() == st->st_size;
+    node->cache_mtime_ns.store(m);
+    node->cache_size.store(st->st_size);
+  }
+  auto of = std::make_unique<OpenFile>();
+  of->fd = std::move(fd).value();
+  of->node = node;
+  of->writable = writable;
+  return of;
+}
+
+Result<std::pair<Entry, std::unique_ptr<OpenFile>>> View::create(Inode* parent,
+                                                                 std::string_view name,
+                                                                 mode_t mode, int flags,
+                                                                 const Caller& caller) {
+  if (!valid_name(name)) return Errno{EINVAL};
+  Change c{OpKind::Create, {}, {}, caller, static_cast<unsigned>(flags)};
+  if (auto r = check_child_change(c, parent, name); !r) return Errno{r.error()};
+  auto pfd = path_fd(parent);
+  if (!pfd) return finish_change(c, pfd.error()), Errno{pfd.error()};
+  std::string n(name);
+  int oflags = (flags & ~O_NOCTTY) | O_CREAT | O_NOFOLLOW;
+  auto fd = as_caller(caller, [&] { return sys::open_at((*pfd)->get(), n.c_str(), oflags, mode & 07777); });
+  finish_change(c, fd.error());
+  if (!fd) return Errno{fd.error()};
+  auto e = lookup_real(parent, name);
+  if (!e) return Errno{e.error()};
+  auto of = std::make_unique<OpenFile>();
+  of->fd = std::move(fd).value();
+  of->node = e->node;
+  of->writable = (flags & O_ACCMODE) != O_RDONLY;
+  e->node->cache_mtime_ns.store(mtime_ns(e->attr));
+  e->node->cache_size.store(e->attr.st_size);
+  return std::make_pair(*e, std::move(of));
+}
+
+Result<size_t> View::write(OpenFile& fh, const char* buf, size_t size, off_t off,
+                           const Caller& caller) {
+  (void)caller;
+  return sys::pwrite_fd(fh.fd.get(), buf, size, off);
+}
+
+void View::release(std::unique_ptr<OpenFile> fh) {
+  if (fh->writable) {
+    // Our own writes went through the kernel's page cache: remember the
+    // result so the next open may keep that cache.
+    if (auto st = sys::stat_fd(fh->fd.get())) {
+      fh->node->cache_mtime_ns.store(mtime_ns(*st));
+      fh->node->cache_size.store(st->st_size);
+    }
+  }
+  fh.reset();
+}
+
+Result<void> View::fsync(OpenFile& fh, bool datasync) { return sys::fsync_fd(fh.fd.get(), datasync); }
+
+Result<void> View::fallocate(OpenFile& fh, int mode, off_t off, off_t len, const Caller& caller) {
+  if (!fh.writable) return Errno{EBADF};
+  Change c{OpKind::Fallocate, {}, {}, caller, static_cast<unsigned>(mode)};
+  if (auto r = check_node_change(c, fh.node); !r) return r;
+  auto r = sys::fallocate_fd(fh.fd.get(), mode, off, len);
+  finish_change(c, r.error());
+  return r;
+}
+
+Result<size_t> View::copy_file_range(OpenFile& in, off_t off_in, OpenFile& out, off_t off_out,
+                                     size_t len, unsigned flags, const Caller& caller) {
+  if (!out.writable) return Errno{EBADF};
+  Change c{OpKind::CopyRange, {}, {}, caller, flags};
+  if (auto r = check_node_change(c, out.node); !r) return Errno{r.error()};
+  auto r = sys::copy_range(in.fd.get(), &off_in, out.fd.get(), &off_out, len, flags);
+  finish_change(c, r.error());
+  return r;
+}
+
+Result<off_t> View::lseek(OpenFile& fh, off_t off, int whence) {
+  return sys::lseek_fd(fh.fd.get(), off, whence);
+}
+
+// ---------------------------------------------------------------------------
+// Directories
+
+Result<std::unique_ptr<DirHandle>> View::opendir(Inode* node) {
+  auto dh = std::make_unique<DirHandle>();
+  dh->node = node;
+  dh->path = table_.path_of(node);
+  dh->access = access_of(node);
+  if (dh->access == Access::Hide) return Errno{ENOENT};
+  if (node->synthetic()) return dh;
+  if (!node->is_dir()) return Errno{ENOTDIR};
+  auto p = path_fd(node);
+  if (!p) return Errno{p.error()};
+  auto fd = sys::open_at((*p)->get(), ".", O_RDONLY | O_DIRECTORY);
+  if (!fd) return Errno{fd.error()};
+  dh->fd = std::move(fd).value();
+  return dh;
+}
+
+Result<void> View::readdir(DirHandle& dh, int64_t off, bool plus,
+                           const std::function<bool(const DirItem&)>& emit) {
+  std::lock_guard lk(dh.mu);
+  if (dh.node->synthetic()) {
+    const SyntheticDir& sd = synth_[dh.node->synthetic_index];
+    std::vector<std::pair<std::string_view, Inode*>> items;
+    items.emplace_back(".", dh.node);
+    items.emplace_back("..", nullptr);
+    for (auto& [name, child] : sd.children)
+      if (access_of(child) != Access::Hide) items.emplace_back(name, child);
+    for (size_t i = static_cast<size_t>(off); i < items.size(); ++i) {
+      DirItem it;
+      it.name = items[i].first;
+      it.next_off = static_cast<int64_t>(i + 1);
+      Inode* child = items[i].second;
+      if (i < 2) {
+        it.attr.st_mode = S_IFDIR;
+        it.attr.st_ino = child ? child->key().ino : 1;
+      } else {
+        auto st = getattr(child, nullptr);
+        if (!st) continue;
+        it.attr = *st;
+        if (plus) it.node = child;  // pinned: no lookup counting
+      }
+      if (!emit(it)) break;
+    }
+    return {};
+  }
+
+  if (off != dh.next_off || (off == 0 && dh.batch.empty() && !dh.eof)) {
+    if (auto r = sys::seek_dir(dh.fd.get(), off); !r) return r;
+    dh.batch.clear();
+    dh.batch_pos = 0;
+    dh.next_off = off;
+    dh.eof = false;
+  }
+  const dev_t dir_dev = dh.node->key().dev;
+  for (;;) {
+    if (dh.batch_pos >= dh.batch.size()) {
+      if (dh.eof) break;
+      auto b = sys::read_dir(dh.fd.get());
+      if (!b) return Errno{b.error()};
+      dh.batch = std::move(b).value();
+      dh.batch_pos = 0;
+      if (dh.batch.empty()) {
+        dh.eof = true;
+        break;
+      }
+    }
+    const sys::DirEntry& e = dh.batch[dh.batch_pos];
+    DirItem it;
+    it.name = e.name;
+    it.next_off = e.off;
+    bool skip = false;
+    if (e.name == "." || e.name == "..") {
+      it.attr.st_ino = report_ino(dir_dev, e.ino);
+      it.attr.st_mode = static_cast<mode_t>(e.type) << 12;
+    } else {
+      std::string path = dh.path.empty() ? e.name : dh.path + "/" + e.name;
+      auto exact = cfg_.policy.exact_access(path);
+      Access a = exact ? *exact : dh.access;
+      if (a == Access::Hide) {
+        skip = true;
+      } else if (plus) {
+        auto ent = lookup_real(dh.node, e.name);
+        if (!ent) {
+          skip = true;  // vanished meanwhile
+        } else {
+          it.node = ent->node;
+          it.attr = ent->attr;
+        }
+      } else {
+        it.attr.st_ino = report_ino(dir_dev, e.ino);
+        it.attr.st_mode = static_cast<mode_t>(e.type) << 12;
+      }
+    }
+    if (!skip && !emit(it)) break;  // the caller undoes it.node's lookup
+    dh.next_off = e.off;
+    ++dh.batch_pos;
+  }
+  return {};
+}
+
+Result<void> View::fsyncdir(DirHandle& dh, bool datasync) {
+  if (!dh.fd) return {};
+  return sys::fsync_fd(dh.fd.get(), datasync);
+}
+
+// ---------------------------------------------------------------------------
+// Filesystem, xattrs, access
+
+Result<struct statvfs> View::statfs(Inode* node) {
+  if (node->synthetic()) {
+    if (binds_.empty()) return Errno{ENOSYS};
+    return sys::statvfs_fd(binds_[0].root_fd->get());
+  }
+  auto p = path_fd(node);
+  if (!p) return Errno{p.error()};
+  return sys::statvfs_fd((*p)->get());
+}
+
+Result<size_t> View::getxattr(Inode* node, const char* name, void* buf, size_t size) {
+  if (node->synthetic()) return Errno{ENODATA};
+  auto p = path_fd(node);
+  if (!p) return Errno{p.error()};
+  if (node->is_symlink()) return Errno{ENODATA};
+  return sys::getxattr_fd((*p)->get(), name, buf, size);
+}
+
+Result<size_t> View::listxattr(Inode* node, char* buf, size_t size) {
+  if (node->synthetic() || node->is_symlink()) return size_t{0};
+  auto p = path_fd(node);
+  if (!p) return Errno{p.error()};
+  return sys::listxattr_fd((*p)->get(), buf, size);
+}
+
+Result<void> View::setxattr(Inode* node, const char* name, const void* value, size_t size,
+                            int flags, const Caller& caller) {
+  Change c{OpKind::Setxattr, {}, name, caller, static_cast<unsigned>(flags)};
+  if (auto r = check_node_change(c, node); !r) return r;
+  auto p = path_fd(node);
+  if (!p) return finish_change(c, p.error()), Errno{p.error()};
+  Result<void> r = node->is_symlink() ? Result<void>(Errno{EPERM})
+                                      : sys::setxattr_fd((*p)->get(), name, value, size, flags);
+  finish_change(c, r.error());
+  return r;
+}
+
+Result<void> View::removexattr(Inode* node, const char* name, const Caller& caller) {
+  Change c{OpKind::Removexattr, {}, name, caller, 0};
+  if (auto r = check_node_change(c, node); !r) return r;
+  auto p = path_fd(node);
+  if (!p) return finish_change(c, p.error()), Errno{p.error()};
+  Result<void> r = node->is_symlink() ? Result<void>(Errno{EPERM})
+                                      : sys::removexattr_fd((*p)->get(), name);
+  finish_change(c, r.error());
+  return r;
+}
+
+Result<void> View::access(Inode* node, int mask) {
+  Access a = access_of(node);
+  if (a == Access::Hide) return Errno{ENOENT};
+  if ((mask & W_OK) && a != Access::Write) return Errno{EROFS};
+  return {};
+}
+
+}  // namespace scopefs::fs

@@ -1,0 +1,169 @@
+// scopefs mount [--foreground] CONFIG
+//
+// Validates the config and takes the task's state lock in the calling
+// process, then (unless --foreground) forks: the child sets up the view,
+// mounts, and reports over a pipe; the parent returns only once the mount
+// answers a stat, so `scopefs mount X && ls MOUNTPOINT` is safe. Every
+// fallible step happens before fuse_session_mount.
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <iostream>
+
+#include "config/config.hpp"
+#include "fs/session.hpp"
+#include "fs/view.hpp"
+#include "journal/state_dir.hpp"
+#include "tools/scopefs/commands.hpp"
+
+namespace scopefs::cli {
+namespace {
+
+struct MountArgs {
+  std::string task;
+  bool foreground = false;
+  bool debug = false;
+  double timeout = 1.0;
+};
+
+void raise_fd_limit() {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+void report(int fd, const std::string& msg) {
+  if (fd < 0) return;
+  [[maybe_unused]] ssize_t n = ::write(fd, msg.data(), msg.size());
+}
+
+// The daemon proper: returns the exit code. `ready_fd` gets "ok" once mounted,
+// or "error: ..." on failure before that.
+int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountArgs& args,
+          int ready_fd) {
+  raise_fd_limit();
+  ::umask(0);              // modes come from the callers, already masked by the kernel
+  ::setgroups(0, nullptr);  // per-thread credentials start from a clean set
+  state.write_pid(::getpid());
+  try {
+    fs::LoggingGate gate;
+    fs::View view(cfg, gate);
+    view.open();
+    fs::prepare_mountpoint(cfg.mountpoint);
+    fs::SessionOptions so;
+    so.entry_timeout = so.attr_timeout = so.negative_timeout = args.timeout;
+    so.debug = args.debug;
+    fs::Session session(view, cfg.mountpoint, "scopefs:" + cfg.name, so);
+    session.mount();
+    spdlog::info("task {}: mounted at {} (pid {})", cfg.name, cfg.mountpoint, ::getpid());
+    report(ready_fd, "ok");
+    if (ready_fd >= 0) ::close(ready_fd);
+    int r = session.loop();
+    session.unmount();
+    spdlog::info("task {}: unmounted from {}", cfg.name, cfg.mountpoint);
+    state.remove_pid();
+    return r == 0 ? kExitOk : kExitFailure;
+  } catch (const std::exception& e) {
+    spdlog::error("task {}: {}", cfg.name, e.what());
+    report(ready_fd, std::string("error: ") + e.what());
+    state.remove_pid();
+    return kExitFailure;
+  }
+}
+
+bool mount_answers(const std::string& mp) {
+  struct statfs sf {};
+  return ::statfs(mp.c_str(), &sf) == 0 && sf.f_type == 0x65735546;
+}
+
+void run_mount(const MountArgs& args) {
+  std::string file = config::resolve_task_arg(args.task);
+  config::TaskConfig cfg;
+  try {
+    cfg = config::load_config(file);
+  } catch (const config::ConfigError& e) {
+    for (const auto& d : e.diagnostics()) std::cerr << d.str() << "\n";
+    throw Exit{kExitUsage};
+  }
+  if (::geteuid() != 0) {
+    std::cerr << "scopefs mount: must run as root (it mounts with allow_other and acts for "
+                 "every caller)\n";
+    throw Exit{kExitFailure};
+  }
+  journal::StateDir state(cfg.state_dir);
+  if (!state.try_lock()) {
+    auto pid = state.read_pid();
+    std::cerr << "scopefs mount: task '" << cfg.name << "' is already mounted"
+              << (pid ? " by pid " + std::to_string(*pid) : std::string()) << " (state_dir "
+              << cfg.state_dir << ")\n";
+    throw Exit{kExitFailure};
+  }
+  if (args.foreground) throw Exit{serve(cfg, state, args, -1)};
+
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    ::setsid();
+    int devnull = ::open("/dev/null", O_RDWR);
+    int log = ::open(state.file("daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (devnull >= 0) {
+      ::dup2(devnull, 0);
+      ::dup2(devnull, 1);
+    }
+    if (log >= 0) ::dup2(log, 2);
+    if (::chdir("/") != 0) {
+    }
+    ::_exit(serve(cfg, state, args, pipefd[1]));
+  }
+  ::close(pipefd[1]);
+  std::string msg;
+  char buf[512];
+  for (;;) {
+    ssize_t n = ::read(pipefd[0], buf, sizeof buf);
+    if (n > 0) {
+      msg.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;
+  }
+  ::close(pipefd[0]);
+  if (msg != "ok" || !mount_answers(cfg.mountpoint)) {
+    std::cerr << "scopefs mount: task '" << cfg.name << "': "
+              << (msg.empty() ? "the daemon exited before mounting (see " + state.file("daemon.log") + ")"
+                              : msg)
+              << "\n";
+    throw Exit{kExitFailure};
+  }
+  std::cout << "mounted task '" << cfg.name << "' at " << cfg.mountpoint << " (pid " << pid << ")\n";
+}
+
+}  // namespace
+
+void setup_mount(CLI::App& app) {
+  auto args = std::make_shared<MountArgs>();
+  auto* sub = app.add_subcommand("mount", "Mount a task's view (daemonizes once the view answers)");
+  sub->add_option("task", args->task, "Config file, or task name (/etc/scopefs/tasks/NAME.toml)")
+      ->required();
+  sub->add_flag("-f,--foreground", args->foreground, "Stay in the foreground (systemd, tests)");
+  sub->add_flag("--debug", args->debug, "Log every FUSE request (libfuse -d)");
+  sub->add_option("--cache-timeout", args->timeout,
+                  "Seconds the kernel may cache entries and attributes")
+      ->check(CLI::Range(0.0, 3600.0));
+  sub->callback([args] { run_mount(*args); });
+}
+
+}  // namespace scopefs::cli

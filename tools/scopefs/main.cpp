@@ -1,0 +1,29 @@
+// scopefs: the admin CLI and the daemon (`scopefs mount`). Thin: every
+// subcommand lives in cmd_<sub>.cpp over the core library.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "tools/scopefs/commands.hpp"
+
+int main(int argc, char** argv) {
+  using namespace scopefs::cli;
+  spdlog::set_default_logger(spdlog::stderr_color_mt("scopefs"));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  CLI::App app{"scopefs: scoped, policy-filtered, journaled views of real directories"};
+  app.set_version_flag("--version", std::string("scopefs ") + SCOPEFS_VERSION);
+  app.require_subcommand(1);
+  setup_check(app);
+  setup_mount(app);
+  setup_unmount(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  } catch (const Exit& e) {
+    return e.code;
+  }
+  return kExitOk;
+}

@@ -65,7 +65,10 @@ class Mount:
         raise KeyError(bind_path)
 
     def start(self, timeout=10):
-        self.mp.mkdir(exist_ok=True)
+        try:
+            self.mp.mkdir(exist_ok=True)
+        except OSError:
+            pass  # a stale mount of a killed daemon: the next mount clears it
         write_config(self.config, self.name, self.mp, self.state, self.binds, self.rules,
                      self.agent_user)
         self.log = open(self.log_path, "ab")

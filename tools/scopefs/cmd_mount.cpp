@@ -15,6 +15,7 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <cstring>
 #include <iostream>
 
@@ -72,7 +73,10 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
     session.unmount();
     spdlog::info("task {}: unmounted from {}", cfg.name, cfg.mountpoint);
     state.remove_pid();
-    return r == 0 ? kExitOk : kExitFailure;
+    // libfuse reports the signal that ended the loop: a requested stop is clean.
+    bool clean = r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP;
+    if (!clean) spdlog::error("task {}: session loop ended with {}", cfg.name, r);
+    return clean ? kExitOk : kExitFailure;
   } catch (const std::exception& e) {
     spdlog::error("task {}: {}", cfg.name, e.what());
     report(ready_fd, std::string("error: ") + e.what());

@@ -1,0 +1,88 @@
+"""Mount lifecycle: daemonized mount/unmount, double mount, SIGKILL recovery,
+stale mounts, signals."""
+import os
+import signal
+import subprocess
+import time
+
+from conftest import SCOPEFS, is_fuse_mount, write_config
+
+
+def run(*args, **kw):
+    return subprocess.run([SCOPEFS, *map(str, args)], capture_output=True, text=True, timeout=60, **kw)
+
+
+def make_config(tmp_root, name="life"):
+    src = tmp_root / "src"
+    src.mkdir(exist_ok=True)
+    (src / "f.txt").write_text("content\n")
+    cfg = tmp_root / "task.toml"
+    write_config(cfg, name, tmp_root / "mnt", tmp_root / "state",
+                 [{"path": "", "source": str(src), "access": "write"}])
+    return cfg
+
+
+def test_daemonized_mount_and_unmount(tmp_root):
+    cfg = make_config(tmp_root)
+    r = run("mount", cfg)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert "mounted task 'life'" in r.stdout
+        # The view answers as soon as mount returns.
+        assert (tmp_root / "mnt" / "f.txt").read_text() == "content\n"
+        pid = int((tmp_root / "state" / "daemon.pid").read_text())
+        # A second mount of the same task is refused clearly.
+        r2 = run("mount", cfg)
+        assert r2.returncode == 1 and "already mounted" in r2.stderr
+    finally:
+        u = run("unmount", cfg)
+    assert u.returncode == 0, u.stderr
+    assert not is_fuse_mount(tmp_root / "mnt")
+    time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_sigkill_then_remount(mount, tmp_root):
+    m = mount([{"path": "", "access": "write"}])
+    (m.mp / "a.txt").write_text("1")
+    m.kill9()
+    # The dead mount is stale (ENOTCONN) until the next mount clears it.
+    try:
+        os.stat(m.mp)
+        stale = False
+    except OSError:
+        stale = True
+    assert stale
+    m.start()
+    assert (m.mp / "a.txt").read_text() == "1"
+    (m.mp / "b.txt").write_text("2")
+    assert (m.src("") / "b.txt").read_text() == "2"
+    assert any("stale mount" in l for l in m.daemon_log().splitlines())
+
+
+def test_sigterm_unmounts_cleanly(mount):
+    m = mount([{"path": "", "access": "write"}])
+    m.proc.send_signal(signal.SIGTERM)
+    m.proc.wait(timeout=10)
+    assert m.proc.returncode == 0
+    assert not is_fuse_mount(m.mp)
+
+
+def test_check_reports_errors_with_line_and_column(tmp_root):
+    cfg = tmp_root / "bad.toml"
+    cfg.write_text('[task]\nname = "x"\nmountpoint = "/tmp/x"\nstate_dir = "/tmp/y"\nbogus = 1\n\n'
+                   '[[bind]]\npath = "../up"\nsource = "/nonexistent"\naccess = "read"\n')
+    r = run("check", cfg)
+    assert r.returncode == 2
+    assert f"{cfg}:5:1: unknown key 'bogus'" in r.stderr
+    assert f"{cfg}:8:8: bind path '../up' escapes" in r.stderr
+    assert f"{cfg}:9:10: bind source '/nonexistent' does not exist" in r.stderr
+
+
+def test_mount_as_unprivileged_user_fails_clearly(tmp_root):
+    cfg = make_config(tmp_root)
+    os.chmod(cfg, 0o644)
+    r = subprocess.run(["su", "nobody", "-s", "/bin/sh", "-c", f"{SCOPEFS} mount {cfg}"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert not is_fuse_mount(tmp_root / "mnt")

@@ -20,7 +20,6 @@ std::string_view op_name(OpKind op) {
     case OpKind::Chown: return "chown";
     case OpKind::Truncate: return "truncate";
     case OpKind::Utimens: return "utimens";
-    case OpKind::OpenWrite: return "open_write";
     case OpKind::Write: return "write";
     case OpKind::Fallocate: return "fallocate";
     case OpKind::CopyRange: return "copy_file_range";
@@ -30,20 +29,20 @@ std::string_view op_name(OpKind op) {
   return "?";
 }
 
-Result<void> LoggingGate::begin(const Change& c) {
+Result<void> LoggingGate::begin(Change& c) {
   SPDLOG_DEBUG("begin op={} path={} pid={} uid={}", op_name(c.op), c.path, c.caller.pid,
                c.caller.uid);
   (void)c;
   return {};
 }
 
-void LoggingGate::end(const Change& c, int err) {
+void LoggingGate::end(Change& c, int err) {
   SPDLOG_DEBUG("end op={} path={} err={}", op_name(c.op), c.path, err);
   (void)c;
   (void)err;
 }
 
-void LoggingGate::denied(const Change& c, int err) {
+void LoggingGate::denied(Change& c, int err) {
   spdlog::info("denied op={} path={}{}{} err={} pid={} uid={}", op_name(c.op), c.path,
                c.path2.empty() ? "" : " -> ", c.path2, std::strerror(err), c.caller.pid,
                c.caller.uid);

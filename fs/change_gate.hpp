@@ -1,16 +1,21 @@
 // The one place every mutation passes (DESIGN.md, "One change model").
 //
-// Each mutating operation of the view builds a Change, asks the policy, and
-// then goes through the gate: begin() before the real tree is touched (the
-// journal's durable intent; a failure there aborts the operation with that
-// errno and leaves the real tree untouched), end() after it with the outcome.
-// Refusals by policy are reported through denied(). The default gate only
-// logs; the journal (issue: change journal) implements the same interface.
+// Each mutating operation of the view builds a Change, asks the policy
+// (a refusal goes to denied()), then calls begin() before the real tree is
+// touched — the journal's durable intent and before-image; a failure there
+// aborts the operation with that errno and leaves the real tree untouched —
+// and end() after the attempt, with its outcome. A file written through an
+// open handle is one *write session*: begin() at its first mutation, wrote()
+// after each successful write (the streaming hash), end() at release or fsync.
+//
+// Change objects refer to the real tree only through directory fds and names
+// (ObjRef), never absolute paths.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -37,7 +42,6 @@ enum class OpKind : uint8_t {
   Chown,
   Truncate,
   Utimens,
-  OpenWrite,
   Write,
   Fallocate,
   CopyRange,
@@ -47,31 +51,60 @@ enum class OpKind : uint8_t {
 
 std::string_view op_name(OpKind op);
 
+// An object of the real tree: `name` in directory `dirfd`, or, with an empty
+// name, the object `dirfd` itself refers to (an O_PATH or open fd).
+struct ObjRef {
+  int dirfd = -1;
+  std::string name;
+  bool valid() const { return dirfd >= 0; }
+};
+
+// Whatever the gate keeps between begin() and end().
+class GateState {
+ public:
+  virtual ~GateState() = default;
+};
+
 struct Change {
+  Change(OpKind o, std::string p, std::string p2, Caller who, unsigned f)
+      : op(o), path(std::move(p)), path2(std::move(p2)), caller(who), flags(f) {}
+
   OpKind op;
   std::string path;   // view path of the object changed
-  std::string path2;  // second path: rename/link target
+  std::string path2;  // rename/link target; symlink target; xattr name
   Caller caller;
-  unsigned flags = 0;  // rename flags, open flags, ...
+  unsigned flags = 0;  // rename flags, open flags, setattr mask, fallocate mode
+  ObjRef obj;          // the object (or the name about to be created)
+  ObjRef obj2;         // rename/link destination
+  bool open_for_write = false;  // the view holds the object open for writing
+  std::unique_ptr<GateState> state;
 };
 
 class ChangeGate {
  public:
   virtual ~ChangeGate() = default;
   // Before the real tree is touched. A non-ok result aborts the operation.
-  virtual Result<void> begin(const Change& c) = 0;
+  virtual Result<void> begin(Change& c) = 0;
   // After the attempt: err == 0 means it was applied.
-  virtual void end(const Change& c, int err) = 0;
+  virtual void end(Change& c, int err) = 0;
   // The policy refused the change with `err`.
-  virtual void denied(const Change& c, int err) = 0;
+  virtual void denied(Change& c, int err) = 0;
+  // Write sessions: `n` bytes were written at `off`.
+  virtual void wrote(Change& c, const void* data, size_t n, off_t off) {
+    (void)c, (void)data, (void)n, (void)off;
+  }
+  // Write sessions: content changed other than by wrote() (truncate, fallocate, copy).
+  virtual void reshaped(Change& c) { (void)c; }
+  // The agent asked for durability (fsync): make the record of everything so far durable.
+  virtual Result<void> sync() { return {}; }
 };
 
 // Logs at debug level; journals nothing.
 class LoggingGate final : public ChangeGate {
  public:
-  Result<void> begin(const Change& c) override;
-  void end(const Change& c, int err) override;
-  void denied(const Change& c, int err) override;
+  Result<void> begin(Change& c) override;
+  void end(Change& c, int err) override;
+  void denied(Change& c, int err) override;
 };
 
 }  // namespace scopefs::fs

@@ -97,6 +97,13 @@ std::pair<Inode*, std::string> InodeTable::parent_and_name(const Inode* node) co
   return {node->parent_, node->name_};
 }
 
+bool InodeTable::known_with(const InodeKey& key,
+                            const std::function<bool(const Inode&)>& pred) const {
+  std::lock_guard lk(mu_);
+  auto it = map_.find(key);
+  return it != map_.end() && pred(*it->second);
+}
+
 size_t InodeTable::size() const {
   std::lock_guard lk(mu_);
   return map_.size();

@@ -25,6 +25,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -76,6 +77,9 @@ class Inode {
   std::atomic<uint64_t> access_gen{UINT64_MAX};
   std::atomic<config::Access> access{config::Access::Hide};
 
+  // Handles open for writing through the view.
+  std::atomic<int> open_writers{0};
+
   // keep_cache bookkeeping: mtime (ns) and size seen at the last open/release.
   std::atomic<int64_t> cache_mtime_ns{-1};
   std::atomic<int64_t> cache_size{-1};
@@ -103,6 +107,10 @@ class InodeTable {
   // null and the key is unknown, returns null without counting.
   Inode* acquire(const InodeKey& key, std::unique_ptr<Inode> fresh, Inode* parent,
                  std::string_view name);
+
+  // The inode for `key` if known (no counting). Only for short checks: the
+  // pointer may be erased by a concurrent forget.
+  bool known_with(const InodeKey& key, const std::function<bool(const Inode&)>& pred) const;
 
   // True (and counts a lookup, relinking) if `key` is known.
   Inode* find_and_acquire(const InodeKey& key, Inode* parent, std::string_view name);

@@ -161,28 +161,35 @@ Result<void> View::deny(Change& c, int err) {
   return Errno{err};
 }
 
-Result<void> View::check_change(Change& c, Access level) {
+Result<void> View::permit(Change& c, Access level) {
   switch (level) {
     case Access::Hide: return deny(c, EACCES);
     case Access::Read: return deny(c, EROFS);
     case Access::Stage: return deny(c, EROFS);  // held changes: not yet supported
     case Access::Write: break;
   }
-  return gate_.begin(c);
+  return {};
 }
 
-void View::finish_change(const Change& c, int err) { gate_.end(c, err); }
+void View::finish_change(Change& c, int err) { gate_.end(c, err); }
 
-Result<void> View::check_child_change(Change& c, Inode* parent, std::string_view name) {
+Result<void> View::permit_child(Change& c, Inode* parent, std::string_view name) {
   c.path = child_path(parent, name);
   if (parent->synthetic()) return deny(c, EROFS);
-  return check_change(c, child_access(parent, c.path));
+  return permit(c, child_access(parent, c.path));
 }
 
-Result<void> View::check_node_change(Change& c, Inode* node) {
+Result<void> View::permit_node(Change& c, Inode* node) {
   c.path = table_.path_of(node);
   if (node->synthetic()) return deny(c, EROFS);
-  return check_change(c, access_of(node));
+  return permit(c, access_of(node));
+}
+
+bool View::open_for_write(int dirfd, const std::string& name) {
+  auto st = sys::stat_at(dirfd, name.c_str(), AT_SYMLINK_NOFOLLOW);
+  if (!st || !S_ISREG(st->st_mode)) return false;
+  return table_.known_with(InodeKey{st->st_dev, st->st_ino},
+                           [](const Inode& n) { return n.open_writers.load() > 0; });
 }
 
 // ---------------------------------------------------------------------------

@@ -11,9 +11,10 @@
 // (both sides of a rename or link included); hidden names are ENOENT to
 // lookup and never listed.
 //
-// Mutations go through check_change() (policy → denied, or the ChangeGate's
-// begin) and finish_change() (gate end): the one place where journaling and
-// held changes plug in (fs/change_gate.hpp).
+// Mutations go through permit_*() (policy → ChangeGate::denied), then
+// ChangeGate::begin (journal intent, before-image) and finish_change()
+// (gate end): the one place where journaling and held changes plug in
+// (fs/change_gate.hpp). A file written through a handle is one write session.
 //
 // Concurrency: the view is used by every FUSE worker thread at once. Shared
 // state is the InodeTable (own lock), the FdCache (own lock), mount_fds_
@@ -53,6 +54,11 @@ struct OpenFile {
   sys::UniqueFd fd;
   Inode* node = nullptr;
   bool writable = false;
+  // The write session: started by the first mutation through this handle,
+  // ended at release or fsync. `mu` serialises the handle's mutations so
+  // the streaming hash sees them in order.
+  std::mutex mu;
+  std::unique_ptr<Change> session;  // guarded by mu
 };
 
 struct DirHandle {
@@ -191,11 +197,16 @@ class View {
   void fix_attr(struct stat& st);
   struct stat synthetic_attr(const Inode* node) const;
   Result<void> deny(Change& c, int err);
-  // Policy + gate for a change at `path` with level `level`.
-  Result<void> check_change(Change& c, Access level);
-  void finish_change(const Change& c, int err);
-  Result<void> check_child_change(Change& c, Inode* parent, std::string_view name);
-  Result<void> check_node_change(Change& c, Inode* node);
+  // Policy for a change at level `level`: ok, or denied (reported to the gate).
+  Result<void> permit(Change& c, Access level);
+  Result<void> permit_child(Change& c, Inode* parent, std::string_view name);
+  Result<void> permit_node(Change& c, Inode* node);
+  void finish_change(Change& c, int err);
+  // Starts the handle's write session if none is running (caller holds fh.mu).
+  Result<void> ensure_session(OpenFile& fh, const Caller& caller, unsigned flags);
+  void end_session(OpenFile& fh);
+  // True if the view holds the object at (dirfd, name) open for writing.
+  bool open_for_write(int dirfd, const std::string& name);
   Result<bool> subtree_levels_equal(int dirfd, const std::string& from, const std::string& to,
                                     Access bind_default, size_t& budget);
   const std::vector<gid_t>* caller_groups(const Caller& caller, std::vector<gid_t>& storage);

@@ -1,7 +1,9 @@
 // Mutations, open files, directories, xattrs and statfs of the view.
 //
-// Shape of every mutation: build a Change → check_*_change (policy, then the
-// gate's begin) → the syscall relative to directory fds → finish_change.
+// Shape of every mutation: build a Change → permit_* (policy) → resolve the
+// fds → gate begin (intent, before-image) → the syscall relative to
+// directory fds → finish_change (outcome). Writes through a handle form one
+// session: begin at the first mutation, end at release or fsync.
 // Create-type syscalls run under the caller's fsuid/fsgid (as_caller) so new
 // objects belong to the caller, as on a native filesystem.
 #include <dirent.h>
@@ -44,11 +46,13 @@ auto View::as_caller(const Caller& caller, F f) -> decltype(f()) {
 Result<Entry> View::mknod(Inode* parent, std::string_view name, mode_t mode, dev_t rdev,
                           const Caller& caller) {
   if (!valid_name(name)) return Errno{EINVAL};
-  Change c{S_ISDIR(mode) ? OpKind::Mkdir : OpKind::Mknod, {}, {}, caller, 0};
-  if (auto r = check_child_change(c, parent, name); !r) return Errno{r.error()};
+  Change c{S_ISDIR(mode) ? OpKind::Mkdir : OpKind::Mknod, {}, {}, caller, static_cast<unsigned>(mode)};
+  if (auto r = permit_child(c, parent, name); !r) return Errno{r.error()};
   auto pfd = path_fd(parent);
-  if (!pfd) return finish_change(c, pfd.error()), Errno{pfd.error()};
+  if (!pfd) return Errno{pfd.error()};
   std::string n(name);
+  c.obj = ObjRef{(*pfd)->get(), n};
+  if (auto b = gate_.begin(c); !b) return Errno{b.error()};
   auto r = as_caller(caller, [&] {
     return S_ISDIR(mode) ? sys::mkdir_at((*pfd)->get(), n.c_str(), mode & 07777)
                          : sys::mknod_at((*pfd)->get(), n.c_str(), mode, rdev);
@@ -67,10 +71,12 @@ Result<Entry> View::symlink(std::string_view target, Inode* parent, std::string_
                             const Caller& caller) {
   if (!valid_name(name)) return Errno{EINVAL};
   Change c{OpKind::Symlink, {}, std::string(target), caller, 0};
-  if (auto r = check_child_change(c, parent, name); !r) return Errno{r.error()};
+  if (auto r = permit_child(c, parent, name); !r) return Errno{r.error()};
   auto pfd = path_fd(parent);
-  if (!pfd) return finish_change(c, pfd.error()), Errno{pfd.error()};
+  if (!pfd) return Errno{pfd.error()};
   std::string n(name), t(target);
+  c.obj = ObjRef{(*pfd)->get(), n};
+  if (auto b = gate_.begin(c); !b) return Errno{b.error()};
   auto r = as_caller(caller, [&] { return sys::symlink_at(t.c_str(), (*pfd)->get(), n.c_str()); });
   finish_change(c, r.error());
   if (!r) return Errno{r.error()};
@@ -87,20 +93,17 @@ Result<Entry> View::link(Inode* node, Inode* newparent, std::string_view newname
   // A link changes the source inode (its link count) and makes a new name:
   // both must be writable, so a read-only or hidden file cannot be given a
   // writable (or visible) second name.
-  Access src = access_of(node);
-  Access dst = child_access(newparent, c.path2);
-  Access worst = config::most_restrictive(src, dst);
-  if (worst != Access::Write) return Errno{check_change(c, worst).error()};
+  Access worst = config::most_restrictive(access_of(node), child_access(newparent, c.path2));
+  if (auto r = permit(c, worst); !r) return Errno{r.error()};
   if (node->bind() != newparent->bind()) return Errno{EXDEV};
-  if (auto r = gate_.begin(c); !r) return Errno{r.error()};
   auto fd = path_fd(node);
+  if (!fd) return Errno{fd.error()};
   auto npfd = path_fd(newparent);
-  if (!fd || !npfd) {
-    int e = !fd ? fd.error() : npfd.error();
-    finish_change(c, e);
-    return Errno{e};
-  }
+  if (!npfd) return Errno{npfd.error()};
   std::string n(newname);
+  c.obj = ObjRef{(*fd)->get(), ""};
+  c.obj2 = ObjRef{(*npfd)->get(), n};
+  if (auto b = gate_.begin(c); !b) return Errno{b.error()};
   auto r = sys::link_at((*fd)->get(), "", (*npfd)->get(), n.c_str(), AT_EMPTY_PATH);
   finish_change(c, r.error());
   if (!r) return Errno{r.error()};
@@ -109,10 +112,13 @@ Result<Entry> View::link(Inode* node, Inode* newparent, std::string_view newname
 
 Result<void> View::unlink(Inode* parent, std::string_view name, const Caller& caller) {
   Change c{OpKind::Unlink, {}, {}, caller, 0};
-  if (auto r = check_child_change(c, parent, name); !r) return r;
+  if (auto r = permit_child(c, parent, name); !r) return r;
   auto pfd = path_fd(parent);
-  if (!pfd) return finish_change(c, pfd.error()), Errno{pfd.error()};
+  if (!pfd) return Errno{pfd.error()};
   std::string n(name);
+  c.obj = ObjRef{(*pfd)->get(), n};
+  c.open_for_write = open_for_write((*pfd)->get(), n);
+  if (auto b = gate_.begin(c); !b) return b;
   auto r = sys::unlink_at((*pfd)->get(), n.c_str(), 0);
   finish_change(c, r.error());
   return r;
@@ -120,10 +126,12 @@ Result<void> View::unlink(Inode* parent, std::string_view name, const Caller& ca
 
 Result<void> View::rmdir(Inode* parent, std::string_view name, const Caller& caller) {
   Change c{OpKind::Rmdir, {}, {}, caller, 0};
-  if (auto r = check_child_change(c, parent, name); !r) return r;
+  if (auto r = permit_child(c, parent, name); !r) return r;
   auto pfd = path_fd(parent);
-  if (!pfd) return finish_change(c, pfd.error()), Errno{pfd.error()};
+  if (!pfd) return Errno{pfd.error()};
   std::string n(name);
+  c.obj = ObjRef{(*pfd)->get(), n};
+  if (auto b = gate_.begin(c); !b) return b;
   auto r = sys::unlink_at((*pfd)->get(), n.c_str(), AT_REMOVEDIR);
   finish_change(c, r.error());
   return r;
@@ -159,7 +167,7 @@ Result<void> View::rename(Inode* parent, std::string_view name, Inode* newparent
   if (parent->synthetic() || newparent->synthetic()) return deny(c, EROFS);
   Access worst = config::most_restrictive(child_access(parent, c.path),
                                           child_access(newparent, c.path2));
-  if (worst != Access::Write) return deny(c, worst == Access::Hide ? EACCES : EROFS);
+  if (auto r = permit(c, worst); !r) return r;
   if (parent->bind() != newparent->bind()) return Errno{EXDEV};
 
   auto pfd = path_fd(parent);
@@ -195,7 +203,10 @@ Result<void> View::rename(Inode* parent, std::string_view name, Inode* newparent
   if ((flags & RENAME_EXCHANGE) && dst && S_ISDIR(dst->st_mode))
     if (auto r = check_subtree((*npfd)->get(), nn, c.path2, c.path); !r) return r;
 
-  if (auto r = gate_.begin(c); !r) return r;
+  c.obj = ObjRef{(*pfd)->get(), n};
+  c.obj2 = ObjRef{(*npfd)->get(), nn};
+  c.open_for_write = dst && open_for_write((*npfd)->get(), nn);
+  if (auto b = gate_.begin(c); !b) return b;
   auto r = sys::rename_at2((*pfd)->get(), n.c_str(), (*npfd)->get(), nn.c_str(), flags);
   finish_change(c, r.error());
   if (!r) return r;
@@ -219,17 +230,20 @@ Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const 
               : (req.to_set & (R::kUid | R::kGid))    ? OpKind::Chown
                                                       : OpKind::Utimens;
   Change c{op, {}, {}, caller, static_cast<unsigned>(req.to_set)};
-  if (auto r = check_node_change(c, node); !r) return Errno{r.error()};
+  if (auto r = permit_node(c, node); !r) return Errno{r.error()};
   FdRef pathfd;
   int fd = -1;
   if (fh) {
     fd = fh->fd.get();
   } else {
     auto p = path_fd(node);
-    if (!p) return finish_change(c, p.error()), Errno{p.error()};
+    if (!p) return Errno{p.error()};
     pathfd = *p;
     fd = pathfd->get();
   }
+  c.obj = ObjRef{fd, ""};
+  c.open_for_write = node->open_writers.load() > 0;
+  if (auto b = gate_.begin(c); !b) return Errno{b.error()};
   Result<void> r;
   if (req.to_set & R::kMode) r = sys::chmod_fd(fd, req.mode & 07777);
   if (r && (req.to_set & (R::kUid | R::kGid))) {
@@ -256,6 +270,12 @@ Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const 
     }
   }
   finish_change(c, r.error());
+  if (r && (req.to_set & R::kSize) && fh) {
+    // A truncate through a handle reshapes its write session, if any.
+    auto* of = const_cast<OpenFile*>(fh);
+    std::lock_guard lk(of->mu);
+    if (of->session) gate_.reshaped(*of->session);
+  }
   if (!r) return Errno{r.error()};
   auto st = sys::stat_fd(fd);
   if (st) fix_attr(*st);
@@ -265,15 +285,45 @@ Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const 
 // ---------------------------------------------------------------------------
 // Files
 
+Result<void> View::ensure_session(OpenFile& fh, const Caller& caller, unsigned flags) {
+  if (fh.session) return {};
+  auto c = std::make_unique<Change>(Change{OpKind::Write, {}, {}, caller, flags});
+  if (auto r = permit_node(*c, fh.node); !r) return r;
+  c->obj = ObjRef{fh.fd.get(), ""};
+  c->open_for_write = true;
+  if (auto b = gate_.begin(*c); !b) return b;
+  fh.session = std::move(c);
+  return {};
+}
+
+void View::end_session(OpenFile& fh) {
+  if (!fh.session) return;
+  finish_change(*fh.session, 0);
+  fh.session.reset();
+}
+
 Result<std::unique_ptr<OpenFile>> View::open(Inode* node, int flags, const Caller& caller,
                                              bool& keep_cache) {
   keep_cache = false;
   if (node->synthetic() || node->is_dir()) return Errno{EISDIR};
   bool writable = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-  Change c{(flags & O_TRUNC) ? OpKind::Truncate : OpKind::OpenWrite, {}, {}, caller,
-           static_cast<unsigned>(flags)};
+  auto of = std::make_unique<OpenFile>();
+  of->node = node;
+  of->writable = writable;
   if (writable) {
-    if (auto r = check_node_change(c, node); !r) return Errno{r.error()};
+    Change c{OpKind::Write, {}, {}, caller, static_cast<unsigned>(flags)};
+    if (auto r = permit_node(c, node); !r) return Errno{r.error()};
+    if (flags & O_TRUNC) {
+      // Truncating at open destroys content: the write session (and its
+      // before-image) starts before the open.
+      auto p = path_fd(node);
+      if (!p) return Errno{p.error()};
+      auto sc = std::make_unique<Change>(std::move(c));
+      sc->obj = ObjRef{(*p)->get(), ""};
+      sc->open_for_write = true;
+      if (auto b = gate_.begin(*sc); !b) return Errno{b.error()};
+      of->session = std::move(sc);
+    }
   } else if (access_of(node) == Access::Hide) {
     return Errno{EACCES};
   }
@@ -292,19 +342,23 @@ Result<std::unique_ptr<OpenFile>> View::open(Inode* node, int flags, const Calle
       fd = sys::open_at(AT_FDCWD, pp.c_str(), oflags);
     }
   }
-  if (writable) finish_change(c, fd.error());
-  if (!fd) return Errno{fd.error()};
-  if (auto st = sys::stat_fd(fd->get())) {
+  if (!fd) {
+    if (of->session) {
+      finish_change(*of->session, fd.error());
+      of->session.reset();
+    }
+    return Errno{fd.error()};
+  }
+  of->fd = std::move(fd).value();
+  if (of->session) of->session->obj = ObjRef{of->fd.get(), ""};
+  if (auto st = sys::stat_fd(of->fd.get())) {
     int64_t m = mtime_ns(*st);
     keep_cache = !(flags & O_TRUNC) && node->cache_mtime_ns.load() == m &&
                  node->cache_size.load() == st->st_size;
     node->cache_mtime_ns.store(m);
     node->cache_size.store(st->st_size);
   }
-  auto of = std::make_unique<OpenFile>();
-  of->fd = std::move(fd).value();
-  of->node = node;
-  of->writable = writable;
+  if (writable) node->open_writers.fetch_add(1);
   return of;
 }
 
@@ -314,10 +368,12 @@ Result<std::pair<Entry, std::unique_ptr<OpenFile>>> View::create(Inode* parent,
                                                                  const Caller& caller) {
   if (!valid_name(name)) return Errno{EINVAL};
   Change c{OpKind::Create, {}, {}, caller, static_cast<unsigned>(flags)};
-  if (auto r = check_child_change(c, parent, name); !r) return Errno{r.error()};
+  if (auto r = permit_child(c, parent, name); !r) return Errno{r.error()};
   auto pfd = path_fd(parent);
-  if (!pfd) return finish_change(c, pfd.error()), Errno{pfd.error()};
+  if (!pfd) return Errno{pfd.error()};
   std::string n(name);
+  c.obj = ObjRef{(*pfd)->get(), n};
+  if (auto b = gate_.begin(c); !b) return Errno{b.error()};
   int oflags = (flags & ~O_NOCTTY) | O_CREAT | O_NOFOLLOW;
   auto fd = as_caller(caller, [&] { return sys::open_at((*pfd)->get(), n.c_str(), oflags, mode & 07777); });
   finish_change(c, fd.error());
@@ -328,6 +384,7 @@ Result<std::pair<Entry, std::unique_ptr<OpenFile>>> View::create(Inode* parent,
   of->fd = std::move(fd).value();
   of->node = e->node;
   of->writable = (flags & O_ACCMODE) != O_RDONLY;
+  if (of->writable) e->node->open_writers.fetch_add(1);
   e->node->cache_mtime_ns.store(mtime_ns(e->attr));
   e->node->cache_size.store(e->attr.st_size);
   return std::make_pair(*e, std::move(of));
@@ -335,12 +392,20 @@ Result<std::pair<Entry, std::unique_ptr<OpenFile>>> View::create(Inode* parent,
 
 Result<size_t> View::write(OpenFile& fh, const char* buf, size_t size, off_t off,
                            const Caller& caller) {
-  (void)caller;
-  return sys::pwrite_fd(fh.fd.get(), buf, size, off);
+  std::lock_guard lk(fh.mu);
+  if (auto r = ensure_session(fh, caller, 0); !r) return Errno{r.error()};
+  auto n = sys::pwrite_fd(fh.fd.get(), buf, size, off);
+  if (n) gate_.wrote(*fh.session, buf, *n, off);
+  return n;
 }
 
 void View::release(std::unique_ptr<OpenFile> fh) {
+  {
+    std::lock_guard lk(fh->mu);
+    end_session(*fh);
+  }
   if (fh->writable) {
+    fh->node->open_writers.fetch_sub(1);
     // Our own writes went through the kernel's page cache: remember the
     // result so the next open may keep that cache.
     if (auto st = sys::stat_fd(fh->fd.get())) {
@@ -351,24 +416,33 @@ void View::release(std::unique_ptr<OpenFile> fh) {
   fh.reset();
 }
 
-Result<void> View::fsync(OpenFile& fh, bool datasync) { return sys::fsync_fd(fh.fd.get(), datasync); }
+Result<void> View::fsync(OpenFile& fh, bool datasync) {
+  auto r = sys::fsync_fd(fh.fd.get(), datasync);
+  if (!r) return r;
+  // A durability point: the session so far becomes one record, made durable.
+  {
+    std::lock_guard lk(fh.mu);
+    end_session(fh);
+  }
+  return gate_.sync();
+}
 
 Result<void> View::fallocate(OpenFile& fh, int mode, off_t off, off_t len, const Caller& caller) {
   if (!fh.writable) return Errno{EBADF};
-  Change c{OpKind::Fallocate, {}, {}, caller, static_cast<unsigned>(mode)};
-  if (auto r = check_node_change(c, fh.node); !r) return r;
+  std::lock_guard lk(fh.mu);
+  if (auto r = ensure_session(fh, caller, 0); !r) return r;
   auto r = sys::fallocate_fd(fh.fd.get(), mode, off, len);
-  finish_change(c, r.error());
+  if (r) gate_.reshaped(*fh.session);
   return r;
 }
 
 Result<size_t> View::copy_file_range(OpenFile& in, off_t off_in, OpenFile& out, off_t off_out,
                                      size_t len, unsigned flags, const Caller& caller) {
   if (!out.writable) return Errno{EBADF};
-  Change c{OpKind::CopyRange, {}, {}, caller, flags};
-  if (auto r = check_node_change(c, out.node); !r) return Errno{r.error()};
+  std::lock_guard lk(out.mu);
+  if (auto r = ensure_session(out, caller, 0); !r) return Errno{r.error()};
   auto r = sys::copy_range(in.fd.get(), &off_in, out.fd.get(), &off_out, len, flags);
-  finish_change(c, r.error());
+  if (r) gate_.reshaped(*out.session);
   return r;
 }
 
@@ -514,9 +588,11 @@ Result<size_t> View::listxattr(Inode* node, char* buf, size_t size) {
 Result<void> View::setxattr(Inode* node, const char* name, const void* value, size_t size,
                             int flags, const Caller& caller) {
   Change c{OpKind::Setxattr, {}, name, caller, static_cast<unsigned>(flags)};
-  if (auto r = check_node_change(c, node); !r) return r;
+  if (auto r = permit_node(c, node); !r) return r;
   auto p = path_fd(node);
-  if (!p) return finish_change(c, p.error()), Errno{p.error()};
+  if (!p) return Errno{p.error()};
+  c.obj = ObjRef{(*p)->get(), ""};
+  if (auto b = gate_.begin(c); !b) return b;
   Result<void> r = node->is_symlink() ? Result<void>(Errno{EPERM})
                                       : sys::setxattr_fd((*p)->get(), name, value, size, flags);
   finish_change(c, r.error());
@@ -525,9 +601,11 @@ Result<void> View::setxattr(Inode* node, const char* name, const void* value, si
 
 Result<void> View::removexattr(Inode* node, const char* name, const Caller& caller) {
   Change c{OpKind::Removexattr, {}, name, caller, 0};
-  if (auto r = check_node_change(c, node); !r) return r;
+  if (auto r = permit_node(c, node); !r) return r;
   auto p = path_fd(node);
-  if (!p) return finish_change(c, p.error()), Errno{p.error()};
+  if (!p) return Errno{p.error()};
+  c.obj = ObjRef{(*p)->get(), ""};
+  if (auto b = gate_.begin(c); !b) return b;
   Result<void> r = node->is_symlink() ? Result<void>(Errno{EPERM})
                                       : sys::removexattr_fd((*p)->get(), name);
   finish_change(c, r.error());

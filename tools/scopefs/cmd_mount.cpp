@@ -17,11 +17,16 @@
 
 #include <csignal>
 #include <cstring>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
 
 #include "config/config.hpp"
 #include "fs/session.hpp"
 #include "fs/view.hpp"
+#include "journal/journal.hpp"
+#include "journal/journal_gate.hpp"
 #include "journal/state_dir.hpp"
 #include "tools/scopefs/commands.hpp"
 
@@ -43,6 +48,23 @@ void raise_fd_limit() {
   }
 }
 
+// The run id correlating every record of this mount: SCOPEFS_RUN_ID, else
+// systemd's INVOCATION_ID, else a fresh random UUID.
+std::string make_run_id() {
+  for (const char* var : {"SCOPEFS_RUN_ID", "INVOCATION_ID"})
+    if (const char* v = std::getenv(var); v && *v) return v;
+  unsigned char b[16];
+  std::ifstream in("/dev/urandom", std::ios::binary);
+  in.read(reinterpret_cast<char*>(b), sizeof b);
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+  char out[37];
+  std::snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+                b[13], b[14], b[15]);
+  return out;
+}
+
 void report(int fd, const std::string& msg) {
   if (fd < 0) return;
   [[maybe_unused]] ssize_t n = ::write(fd, msg.data(), msg.size());
@@ -57,7 +79,14 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
   ::setgroups(0, nullptr);  // per-thread credentials start from a clean set
   state.write_pid(::getpid());
   try {
-    fs::LoggingGate gate;
+    journal::JournalOptions jo;
+    jo.task = cfg.name;
+    jo.run = make_run_id();
+    auto journal = journal::Journal::open(cfg.state_dir, jo);
+    if (journal->recovered() > 0)
+      spdlog::warn("task {}: {} change(s) interrupted by an earlier crash are marked in the journal",
+                   cfg.name, journal->recovered());
+    journal::JournalGate gate(*journal);
     fs::View view(cfg, gate);
     view.open();
     fs::prepare_mountpoint(cfg.mountpoint);
@@ -67,11 +96,13 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
     fs::Session session(view, cfg.mountpoint, "scopefs:" + cfg.name, so);
     session.mount();
     spdlog::info("task {}: mounted at {} (pid {})", cfg.name, cfg.mountpoint, ::getpid());
+    gate.lifecycle("mount", cfg.mountpoint);
     report(ready_fd, "ok");
     if (ready_fd >= 0) ::close(ready_fd);
     int r = session.loop();
     session.unmount();
-    spdlog::info("task {}: unmounted from {}", cfg.name, cfg.mountpoint);
+    gate.lifecycle("unmount", cfg.mountpoint);
+    spdlog::info("task {}: unmounted from {} (run {})", cfg.name, cfg.mountpoint, jo.run);
     state.remove_pid();
     // libfuse reports the signal that ended the loop: a requested stop is clean.
     bool clean = r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP;

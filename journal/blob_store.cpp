@@ -1,0 +1,135 @@
+#include "journal/blob_store.hpp"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+#include <vector>
+
+#include "fs/sys/sys.hpp"
+
+namespace scopefs::journal {
+
+BlobStore::BlobStore(std::string dir) : dir_(std::move(dir)) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir_ + "/tmp", ec);
+  if (ec) throw std::runtime_error("cannot create blob store " + dir_ + ": " + ec.message());
+  auto d = sys::open_at(AT_FDCWD, dir_.c_str(), O_RDONLY | O_DIRECTORY);
+  auto t = sys::open_at(AT_FDCWD, (dir_ + "/tmp").c_str(), O_RDONLY | O_DIRECTORY);
+  if (!d || !t) throw std::runtime_error("cannot open blob store " + dir_);
+  dir_fd_ = std::move(d).value();
+  tmp_fd_ = std::move(t).value();
+  auto st = sys::stat_fd(dir_fd_.get());
+  if (!st) throw std::runtime_error("cannot stat blob store " + dir_);
+  dev_ = st->st_dev;
+}
+
+std::string BlobStore::path_of(const Hash128& h) const {
+  std::string hex = h.hex();
+  return dir_ + "/" + hex.substr(0, 2) + "/" + hex.substr(2);
+}
+
+bool BlobStore::contains(const Hash128& h) const {
+  struct stat st {};
+  return ::stat(path_of(h).c_str(), &st) == 0;
+}
+
+Result<sys::UniqueFd> BlobStore::open_blob(const Hash128& h) const {
+  return sys::open_at(AT_FDCWD, path_of(h).c_str(), O_RDONLY | O_NOFOLLOW);
+}
+
+Result<void> BlobStore::copy_into(int src, int dst) {
+  if (try_clone_.load(std::memory_order_relaxed)) {
+    if (::ioctl(dst, FICLONE, src) == 0) return {};
+    int e = errno;
+    if (e == EOPNOTSUPP || e == ENOTTY || e == EXDEV || e == EINVAL || e == ENOSYS)
+      try_clone_.store(false, std::memory_order_relaxed);
+    else
+      return Errno{e};
+  }
+  off_t off = 0;
+  if (try_cfr_.load(std::memory_order_relaxed)) {
+    for (;;) {
+      off_t in = off, out = off;
+      auto n = sys::copy_range(src, &in, dst, &out, 1 << 30, 0);
+      if (!n) {
+        if (n.error() == EXDEV || n.error() == EINVAL || n.error() == EOPNOTSUPP ||
+            n.error() == ENOSYS) {
+          if (off == 0) try_cfr_.store(false, std::memory_order_relaxed);
+          break;
+        }
+        return Errno{n.error()};
+      }
+      if (*n == 0) return {};
+      off += static_cast<off_t>(*n);
+    }
+  }
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    auto n = sys::pread_fd(src, buf.data(), buf.size(), off);
+    if (!n) return Errno{n.error()};
+    if (*n == 0) return {};
+    size_t done = 0;
+    while (done < *n) {
+      auto w = sys::pwrite_fd(dst, buf.data() + done, *n - done, off + static_cast<off_t>(done));
+      if (!w) return Errno{w.error()};
+      done += *w;
+    }
+    off += static_cast<off_t>(*n);
+  }
+}
+
+Result<Hash128> BlobStore::publish_tmp(int tmp_fd) {
+  auto h = hash_fd(tmp_fd);
+  if (!h) return Errno{h.error()};
+  std::string hex = h->hex();
+  std::string sub = hex.substr(0, 2);
+  if (::mkdirat(dir_fd_.get(), sub.c_str(), 0700) != 0 && errno != EEXIST) return Errno{errno};
+  std::string rel = sub + "/" + hex.substr(2);
+  sys::ProcPath pp(tmp_fd);
+  if (::linkat(AT_FDCWD, pp.c_str(), dir_fd_.get(), rel.c_str(), AT_SYMLINK_FOLLOW) != 0 &&
+      errno != EEXIST)
+    return Errno{errno};
+  return *h;
+}
+
+Result<Hash128> BlobStore::put_copy(int fd) {
+  int t = ::openat(tmp_fd_.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0400);
+  if (t < 0) return Errno{errno};
+  sys::UniqueFd tmp(t);
+  if (auto r = copy_into(fd, tmp.get()); !r) return Errno{r.error()};
+  return publish_tmp(tmp.get());
+}
+
+Result<Hash128> BlobStore::put_link(int dirfd, const char* name) {
+  std::string tmpname = "l." + std::to_string(::getpid()) + "." + std::to_string(counter_++);
+  if (::linkat(dirfd, name, tmp_fd_.get(), tmpname.c_str(), 0) != 0) return Errno{errno};
+  auto fd = sys::open_at(tmp_fd_.get(), tmpname.c_str(), O_RDONLY | O_NOFOLLOW);
+  Result<Hash128> h = fd ? publish_tmp(fd->get()) : Result<Hash128>(Errno{fd.error()});
+  ::unlinkat(tmp_fd_.get(), tmpname.c_str(), 0);
+  return h;
+}
+
+void BlobStore::unlink_if_inode(const Hash128& h, dev_t dev, ino_t ino) {
+  struct stat st {};
+  std::string p = path_of(h);
+  if (::lstat(p.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) ::unlink(p.c_str());
+}
+
+uint64_t BlobStore::disk_bytes() const {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir_, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file(ec)) total += it->file_size(ec);
+  }
+  return total;
+}
+
+}  // namespace scopefs::journal

@@ -1,0 +1,62 @@
+// Content-addressed blob store for before-images (and, later, held content).
+//
+// Layout: STATE_DIR/blobs/<2 hex>/<30 hex>, named by XXH3-128 of the content,
+// read-only (0400); STATE_DIR/blobs/tmp/ for blobs being made. Blobs are
+// deduplicated by name; reference counts live in the journal ("b/<hash>"),
+// updated in the same transaction as the record that references the blob.
+//
+// Taking a before-image, cheapest first (probed once, remembered):
+//   - an object about to lose its last name (unlink, replaced by rename) on
+//     the store's filesystem gets a hard link into the store: no copy at all;
+//   - otherwise FICLONE (reflink) into an O_TMPFILE, else copy_file_range,
+//     else read/write.
+// Concurrency: all methods are thread-safe; only the probe flags are shared.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <string>
+
+#include "fs/result.hpp"
+#include "fs/sys/unique_fd.hpp"
+#include "journal/hash.hpp"
+
+namespace scopefs::journal {
+
+class BlobStore {
+ public:
+  // Creates the directories; throws std::runtime_error on failure.
+  explicit BlobStore(std::string dir);
+
+  // Copies the whole content of `fd` into the store.
+  Result<Hash128> put_copy(int fd);
+  // Adds a hard link to (dirfd, name) into the store, named by its content.
+  // Only for objects on the store's filesystem (same_fs()).
+  Result<Hash128> put_link(int dirfd, const char* name);
+
+  // Removes the blob named `h` if it is the inode (dev, ino): undoes a
+  // put_link whose removal then failed, so a live file is never a blob.
+  void unlink_if_inode(const Hash128& h, dev_t dev, ino_t ino);
+
+  bool same_fs(dev_t dev) const { return dev == dev_; }
+  std::string path_of(const Hash128& h) const;
+  Result<sys::UniqueFd> open_blob(const Hash128& h) const;
+  bool contains(const Hash128& h) const;
+  uint64_t disk_bytes() const;
+  const std::string& dir() const { return dir_; }
+
+ private:
+  Result<Hash128> publish_tmp(int tmp_fd);
+  Result<void> copy_into(int src, int dst);
+
+  std::string dir_;
+  sys::UniqueFd dir_fd_;
+  sys::UniqueFd tmp_fd_;
+  dev_t dev_ = 0;
+  std::atomic<bool> try_clone_{true};
+  std::atomic<bool> try_cfr_{true};
+  std::atomic<uint64_t> counter_{0};
+};
+
+}  // namespace scopefs::journal

@@ -1,0 +1,195 @@
+#include "journal/journal.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <stdexcept>
+
+namespace scopefs::journal {
+namespace {
+
+int64_t now_ns() {
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+std::string be64(uint64_t v) {
+  std::string s;
+  for (int i = 7; i >= 0; --i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  return s;
+}
+
+}  // namespace
+
+std::string path_index_key(std::string_view path, uint64_t seq) {
+  std::string k = "p/";
+  k.append(path);
+  k.push_back('\0');
+  k += be64(seq);
+  return k;
+}
+
+std::unique_ptr<Journal> Journal::open(const std::string& state_dir, JournalOptions opts) {
+  std::string err;
+  std::error_code ec;
+  std::filesystem::create_directories(state_dir + "/journal", ec);
+  auto kv = open_rocksdb(state_dir + "/journal", false, err);
+  if (!kv) throw std::runtime_error("cannot open the journal in " + state_dir + "/journal: " + err);
+  auto blobs = std::make_unique<BlobStore>(state_dir + "/blobs");
+  return std::make_unique<Journal>(std::move(kv), std::move(blobs), std::move(opts), false);
+}
+
+std::unique_ptr<Journal> Journal::open_read_only(const std::string& state_dir) {
+  std::string err;
+  auto kv = open_rocksdb(state_dir + "/journal", true, err);
+  if (!kv) throw std::runtime_error("cannot open the journal in " + state_dir + "/journal: " + err);
+  return std::make_unique<Journal>(std::move(kv), nullptr, JournalOptions{}, true);
+}
+
+Journal::Journal(std::unique_ptr<KvStore> kv, std::unique_ptr<BlobStore> blobs,
+                 JournalOptions opts, bool read_only)
+    : kv_(std::move(kv)), blobs_(std::move(blobs)), opts_(std::move(opts)), read_only_(read_only) {
+  // The next sequence follows the last record.
+  uint64_t last = 0;
+  auto r = kv_->scan("r/", "", [&](std::string_view k, std::string_view) {
+    if (auto s = seq_of_key(k)) last = *s;
+    return true;
+  });
+  if (!r) throw std::runtime_error("cannot read the journal");
+  next_seq_ = last + 1;
+  if (!read_only_) {
+    KvTxn meta;
+    meta.put("m/schema", std::to_string(kSchemaVersion));
+    if (auto s = kv_->submit(meta, true); !s)
+      throw std::runtime_error(std::string("cannot write the journal: ") + std::strerror(s.error()));
+    recover();
+    syncer_ = std::thread([this] { syncer(); });
+  }
+}
+
+Journal::~Journal() {
+  if (syncer_.joinable()) {
+    {
+      std::lock_guard lk(sync_mu_);
+      stop_ = true;
+    }
+    sync_cv_.notify_all();
+    syncer_.join();
+  }
+  if (!read_only_) {
+    if (auto r = kv_->sync(); !r) spdlog::error("journal: final sync failed: {}", std::strerror(r.error()));
+  }
+}
+
+void Journal::recover() {
+  std::vector<Record> open;
+  auto r = kv_->scan("r/", "", [&](std::string_view, std::string_view v) {
+    auto rec = decode_record(v);
+    if (rec && rec->state == RecordState::Intent) open.push_back(*rec);
+    return true;
+  });
+  if (!r) throw std::runtime_error("cannot scan the journal for interrupted changes");
+  for (Record& rec : open) {
+    rec.state = RecordState::Interrupted;
+    KvTxn txn;
+    txn.put(record_key(rec.seq), encode_record(rec));
+    txn.put(path_index_key(rec.path, rec.seq), "");
+    if (!rec.path2.empty() && rec.op == "rename") txn.put(path_index_key(rec.path2, rec.seq), "");
+    if (auto s = kv_->submit(txn, true); !s)
+      throw std::runtime_error("cannot mark interrupted change " + std::to_string(rec.seq));
+    spdlog::warn("journal: change {} ({} {}) was interrupted by a crash", rec.seq, rec.op, rec.path);
+  }
+  recovered_ = open.size();
+}
+
+void Journal::syncer() {
+  std::unique_lock lk(sync_mu_);
+  while (!stop_) {
+    sync_cv_.wait_for(lk, std::chrono::milliseconds(opts_.sync_interval_ms));
+    if (!dirty_) continue;
+    dirty_ = false;
+    lk.unlock();
+    if (auto r = kv_->sync(); !r) spdlog::error("journal: sync failed: {}", std::strerror(r.error()));
+    lk.lock();
+  }
+}
+
+Result<void> Journal::submit(const KvTxn& txn, bool sync) {
+  if (read_only_) return Errno{EROFS};
+  auto r = kv_->submit(txn, sync);
+  if (r && !sync) {
+    std::lock_guard lk(sync_mu_);
+    dirty_ = true;
+  }
+  return r;
+}
+
+Result<void> Journal::intent(Record& r) {
+  r.seq = next_seq_.fetch_add(1);
+  r.time_ns = now_ns();
+  r.task = opts_.task;
+  r.run = opts_.run;
+  r.state = RecordState::Intent;
+  KvTxn txn;
+  txn.put(record_key(r.seq), encode_record(r));
+  return submit(txn, opts_.sync_each);
+}
+
+Result<void> Journal::complete(Record& r) {
+  KvTxn txn;
+  txn.put(record_key(r.seq), encode_record(r));
+  txn.put(path_index_key(r.path, r.seq), "");
+  if (!r.path2.empty() && (r.op == "rename" || r.op == "link"))
+    txn.put(path_index_key(r.path2, r.seq), "");
+  for (const auto* st : {&r.before, &r.victim})
+    if (*st && (*st)->blob && (*st)->hash) txn.add("b/" + (*st)->hash->hex(), 1);
+  return submit(txn, false);
+}
+
+Result<void> Journal::append(Record& r) {
+  r.seq = next_seq_.fetch_add(1);
+  r.time_ns = now_ns();
+  r.task = opts_.task;
+  r.run = opts_.run;
+  KvTxn txn;
+  txn.put(record_key(r.seq), encode_record(r));
+  if (!r.path.empty()) txn.put(path_index_key(r.path, r.seq), "");
+  return submit(txn, false);
+}
+
+Result<void> Journal::sync() {
+  if (read_only_) return {};
+  return kv_->sync();
+}
+
+Result<std::optional<Record>> Journal::get(uint64_t seq) {
+  auto v = kv_->get(record_key(seq));
+  if (!v) return Errno{v.error()};
+  if (!*v) return std::optional<Record>{};
+  auto rec = decode_record(**v);
+  if (!rec) return Errno{rec.error()};
+  return std::optional<Record>{*rec};
+}
+
+Result<void> Journal::scan(uint64_t from_seq,
+                           const std::function<bool(const Record&, int err)>& fn) {
+  return kv_->scan("r/", record_key(from_seq), [&](std::string_view k, std::string_view v) {
+    auto rec = decode_record(v);
+    if (rec) return fn(*rec, 0);
+    Record bad;
+    bad.seq = seq_of_key(k).value_or(0);
+    return fn(bad, rec.error());
+  });
+}
+
+Result<int64_t> Journal::blob_refs(const Hash128& h) {
+  auto v = kv_->get("b/" + h.hex());
+  if (!v) return Errno{v.error()};
+  return *v ? decode_i64(**v) : int64_t{0};
+}
+
+}  // namespace scopefs::journal

@@ -1,0 +1,101 @@
+// The journal of one task: records in a KvStore, before-images in a BlobStore.
+//
+// Keys:
+//   "r/" seq(be64)                 → record (journal/record.hpp)
+//   "p/" view path "\0" seq(be64)  → "" (index: records by path)
+//   "b/" hash hex                  → reference count (i64, merge-added)
+//   "m/..."                        → metadata (schema version)
+//
+// Write-ahead protocol: intent() stores the record with state "intent" before
+// the real tree changes; complete() rewrites it with the outcome, the path
+// index and the blob references in one transaction. At open, leftover intents
+// (a crash between the two) are marked "interrupted".
+//
+// Durability: every submit reaches RocksDB's log before returning (so it
+// survives the daemon being killed); a background thread syncs the log every
+// sync_interval_ms when something was written (group commit), and sync()
+// makes everything durable at once — called at the agent's durability points
+// (fsync). With `sync_each`, every intent is synced before the tree changes.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "journal/blob_store.hpp"
+#include "journal/kv.hpp"
+#include "journal/record.hpp"
+
+namespace scopefs::journal {
+
+struct JournalOptions {
+  std::string task;
+  std::string run;
+  bool sync_each = false;
+  int sync_interval_ms = 20;
+};
+
+class Journal {
+ public:
+  // Opens (creating) the journal in STATE_DIR/journal and STATE_DIR/blobs.
+  // Throws std::runtime_error with a clear message on failure.
+  static std::unique_ptr<Journal> open(const std::string& state_dir, JournalOptions opts);
+  // Read-only view of a journal (safe beside a running daemon).
+  static std::unique_ptr<Journal> open_read_only(const std::string& state_dir);
+  // Over a given store (unit tests).
+  Journal(std::unique_ptr<KvStore> kv, std::unique_ptr<BlobStore> blobs, JournalOptions opts,
+          bool read_only);
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  // Assigns seq and time; stores the record as an intent.
+  Result<void> intent(Record& r);
+  // Stores the outcome, with path indexes and blob references (+1 for each
+  // before-image the record names), in one transaction.
+  Result<void> complete(Record& r);
+  // A record written once (denied attempts, mount/unmount).
+  Result<void> append(Record& r);
+  Result<void> sync();
+
+  Result<std::optional<Record>> get(uint64_t seq);
+  // Visits records from `from_seq` on, in order. Corrupt records are passed
+  // with their errno (the record is default-constructed but for seq).
+  Result<void> scan(uint64_t from_seq,
+                    const std::function<bool(const Record&, int err)>& fn);
+  Result<int64_t> blob_refs(const Hash128& h);
+
+  BlobStore* blobs() { return blobs_.get(); }
+  KvStore& kv() { return *kv_; }
+  const JournalOptions& options() const { return opts_; }
+  uint64_t last_seq() const { return next_seq_.load() - 1; }
+  // Records marked interrupted at open.
+  uint64_t recovered() const { return recovered_; }
+
+ private:
+  Result<void> submit(const KvTxn& txn, bool sync);
+  void recover();
+  void syncer();
+
+  std::unique_ptr<KvStore> kv_;
+  std::unique_ptr<BlobStore> blobs_;
+  JournalOptions opts_;
+  bool read_only_;
+  std::atomic<uint64_t> next_seq_{1};
+  uint64_t recovered_ = 0;
+
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;
+  bool dirty_ = false;  // guarded by sync_mu_
+  bool stop_ = false;   // guarded by sync_mu_
+  std::thread syncer_;
+};
+
+std::string path_index_key(std::string_view path, uint64_t seq);
+
+}  // namespace scopefs::journal

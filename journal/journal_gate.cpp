@@ -1,0 +1,276 @@
+#include "journal/journal_gate.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <fstream>
+
+#include "fs/sys/sys.hpp"
+
+namespace scopefs::journal {
+namespace {
+
+int64_t mtime_ns(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+// What the gate keeps for one change between begin() and end().
+struct State final : fs::GateState {
+  Record rec;
+  struct stat before_st {};
+  bool linked_victim = false;  // a blob is a hard link to the victim until the change succeeds
+  struct stat victim_st {};
+  // Write sessions: streaming hash of bytes [0, streamed).
+  Hasher hasher;
+  uint64_t streamed = 0;
+  bool stream_valid = true;
+};
+
+bool content_destroying(fs::OpKind op) {
+  using fs::OpKind;
+  return op == OpKind::Unlink || op == OpKind::Truncate || op == OpKind::Write ||
+         op == OpKind::Fallocate || op == OpKind::CopyRange;
+}
+
+}  // namespace
+
+CallerInfo caller_info(const fs::Caller& c) {
+  CallerInfo ci{c.pid, c.uid, c.gid, {}};
+  std::ifstream in("/proc/" + std::to_string(c.pid) + "/comm");
+  if (in) std::getline(in, ci.comm);
+  return ci;
+}
+
+std::optional<Hash128> JournalGate::known_hash(const struct stat& st) {
+  std::lock_guard lk(known_mu_);
+  auto it = known_.find({st.st_dev, st.st_ino});
+  if (it == known_.end() || it->second.size != st.st_size || it->second.mtime_ns != mtime_ns(st))
+    return std::nullopt;
+  return it->second.hash;
+}
+
+void JournalGate::remember(const struct stat& st, const Hash128& h) {
+  std::lock_guard lk(known_mu_);
+  if (known_.size() > 65536) known_.clear();
+  known_[{st.st_dev, st.st_ino}] = Known{h, st.st_size, mtime_ns(st)};
+}
+
+Result<Hash128> JournalGate::hash_of(const fs::ObjRef& ref, const struct stat& st) {
+  if (st.st_size == 0) return empty_hash();
+  if (auto k = known_hash(st)) return *k;
+  Result<sys::UniqueFd> fd = Errno{EBADF};
+  if (ref.name.empty()) {
+    sys::ProcPath pp(ref.dirfd);
+    fd = sys::open_at(AT_FDCWD, pp.c_str(), O_RDONLY | O_NOATIME);
+  } else {
+    fd = sys::open_at(ref.dirfd, ref.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NOATIME);
+  }
+  if (!fd) return Errno{fd.error()};
+  auto h = hash_fd(fd->get());
+  if (h) remember(st, *h);
+  return h;
+}
+
+Result<ObjectState> JournalGate::capture(const fs::ObjRef& ref, bool content_image, bool may_link,
+                                         struct stat* st_out) {
+  ObjectState o;
+  if (!ref.valid()) return o;
+  auto st = ref.name.empty() ? sys::stat_fd(ref.dirfd)
+                             : sys::stat_at(ref.dirfd, ref.name.c_str(), AT_SYMLINK_NOFOLLOW);
+  if (!st) {
+    if (st.error() == ENOENT) return o;  // does not exist (yet)
+    return Errno{st.error()};
+  }
+  if (st_out) *st_out = *st;
+  o = object_state(*st);
+  if (S_ISLNK(st->st_mode)) {
+    auto t = sys::readlink_at(ref.dirfd, ref.name.c_str());
+    if (t) o.target = *t;
+    return o;
+  }
+  if (!S_ISREG(st->st_mode)) return o;
+  if (!content_image) {
+    if (auto k = known_hash(*st)) o.hash = *k;
+    return o;
+  }
+  if (st->st_size == 0) {
+    o.hash = empty_hash();
+    return o;
+  }
+  BlobStore* blobs = j_.blobs();
+  Result<Hash128> h = Errno{EIO};
+  if (may_link && !ref.name.empty() && st->st_nlink == 1 && blobs->same_fs(st->st_dev)) {
+    h = blobs->put_link(ref.dirfd, ref.name.c_str());
+  } else {
+    Result<sys::UniqueFd> fd = Errno{EBADF};
+    if (ref.name.empty()) {
+      sys::ProcPath pp(ref.dirfd);
+      fd = sys::open_at(AT_FDCWD, pp.c_str(), O_RDONLY | O_NOATIME);
+    } else {
+      fd = sys::open_at(ref.dirfd, ref.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NOATIME);
+    }
+    if (!fd) return Errno{fd.error()};
+    h = blobs->put_copy(fd->get());
+  }
+  if (!h) return Errno{h.error()};
+  o.hash = *h;
+  o.blob = true;
+  return o;
+}
+
+Result<void> JournalGate::begin(fs::Change& c) {
+  auto s = std::make_unique<State>();
+  Record& r = s->rec;
+  r.op = std::string(fs::op_name(c.op));
+  r.path = c.path;
+  r.path2 = c.path2;
+  r.flags = c.flags;
+  r.caller = caller_info(c.caller);
+  using fs::OpKind;
+  bool creates = c.op == OpKind::Create || c.op == OpKind::Mknod || c.op == OpKind::Mkdir ||
+                 c.op == OpKind::Symlink;
+  if (!creates && c.op != OpKind::Link) {
+    bool image = content_destroying(c.op) || (c.op == OpKind::Write && (c.flags & O_TRUNC));
+    // Linking into the store would make a later write through an open handle
+    // change the blob: only for objects nobody holds open for writing.
+    bool may_link = c.op == OpKind::Unlink && !c.open_for_write;
+    auto b = capture(c.obj, image, may_link, &s->before_st);
+    if (!b) return Errno{b.error()};
+    r.before = *b;
+    s->linked_victim = may_link && b->blob && s->before_st.st_nlink == 1 &&
+                       j_.blobs()->same_fs(s->before_st.st_dev);
+  } else {
+    r.before = ObjectState{};
+  }
+  if (c.op == OpKind::Rename && !(c.flags & RENAME_EXCHANGE)) {
+    // The object a rename replaces loses its name: keep its content.
+    auto v = capture(c.obj2, true, !c.open_for_write, &s->victim_st);
+    if (!v) return Errno{v.error()};
+    if (v->exists) r.victim = *v;
+  } else if (c.op == OpKind::Rename) {
+    auto v = capture(c.obj2, false, false, &s->victim_st);
+    if (!v) return Errno{v.error()};
+    if (v->exists) r.victim = *v;
+  }
+  if (c.op == OpKind::Write && !(c.flags & O_TRUNC)) {
+    // A session streams from offset 0 only if nothing precedes it.
+    s->stream_valid = true;
+  }
+  if (auto w = j_.intent(r); !w) {
+    if (s->linked_victim && r.before && r.before->hash)
+      j_.blobs()->unlink_if_inode(*r.before->hash, s->before_st.st_dev, s->before_st.st_ino);
+    return Errno{w.error()};
+  }
+  c.state = std::move(s);
+  return {};
+}
+
+void JournalGate::wrote(fs::Change& c, const void* data, size_t n, off_t off) {
+  auto* s = static_cast<State*>(c.state.get());
+  if (!s || !s->stream_valid) return;
+  auto uoff = static_cast<uint64_t>(off);
+  if (uoff == s->streamed) {
+    s->hasher.update(data, n);
+    s->streamed += n;
+  } else if (uoff < s->streamed) {
+    s->stream_valid = false;  // rewrote streamed bytes: rehash at the end
+  }
+  // A write past the streamed prefix leaves a gap that end() reads.
+}
+
+void JournalGate::reshaped(fs::Change& c) {
+  auto* s = static_cast<State*>(c.state.get());
+  if (s) s->stream_valid = false;
+}
+
+void JournalGate::end(fs::Change& c, int err) {
+  auto* s = static_cast<State*>(c.state.get());
+  if (!s) return;
+  Record& r = s->rec;
+  using fs::OpKind;
+  if (err != 0) {
+    r.state = RecordState::Failed;
+    r.err = err;
+    // A victim linked into the store stays a live file: drop that link.
+    if (s->linked_victim && r.before && r.before->hash)
+      j_.blobs()->unlink_if_inode(*r.before->hash, s->before_st.st_dev, s->before_st.st_ino);
+    if (r.before) r.before->blob = false;
+    if (r.victim) r.victim->blob = false;
+  } else {
+    r.state = RecordState::Applied;
+    // Where the object is now.
+    const fs::ObjRef& where = (c.op == OpKind::Rename || c.op == OpKind::Link) ? c.obj2 : c.obj;
+    struct stat st {};
+    if (c.op == OpKind::Unlink || c.op == OpKind::Rmdir) {
+      r.after = ObjectState{};
+    } else if (auto a = capture(where, false, false, &st); a) {
+      r.after = *a;
+      if (a->exists && S_ISREG(st.st_mode)) {
+        Result<Hash128> h = Errno{EIO};
+        if (c.op == OpKind::Write && s->stream_valid) {
+          // Finish the stream with whatever lies past it (a gap or a tail).
+          Result<sys::UniqueFd> fd = Errno{EBADF};
+          if (where.name.empty()) {
+            sys::ProcPath pp(where.dirfd);
+            fd = sys::open_at(AT_FDCWD, pp.c_str(), O_RDONLY | O_NOATIME);
+          } else {
+            fd = sys::open_at(where.dirfd, where.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NOATIME);
+          }
+          if (fd && static_cast<uint64_t>(st.st_size) >= s->streamed) {
+            auto more = hash_fd_range(fd->get(), s->streamed, s->hasher);
+            if (more) h = s->hasher.digest();
+          }
+          if (h) remember(st, *h);
+        }
+        if (!h) {
+          bool content_changed = content_destroying(c.op) || c.op == OpKind::Create;
+          if (content_changed) {
+            std::lock_guard lk(known_mu_);
+            known_.erase({st.st_dev, st.st_ino});
+          }
+          h = hash_of(where, st);
+        }
+        if (h) {
+          r.after->hash = *h;
+          // Metadata-only changes keep the content: the before hash is the after hash.
+          if (r.before && r.before->exists && !r.before->hash && !content_destroying(c.op))
+            r.before->hash = *h;
+        }
+      }
+    }
+  }
+  if (auto w = j_.complete(r); !w) {
+    spdlog::error("journal: cannot record the outcome of change {} ({} {}): {}", r.seq, r.op,
+                  r.path, std::strerror(w.error()));
+  }
+  c.state.reset();
+}
+
+void JournalGate::denied(fs::Change& c, int err) {
+  Record r;
+  r.op = std::string(fs::op_name(c.op));
+  r.path = c.path;
+  r.path2 = c.path2;
+  r.flags = c.flags;
+  r.caller = caller_info(c.caller);
+  r.state = RecordState::Denied;
+  r.err = err;
+  if (auto w = j_.append(r); !w)
+    spdlog::error("journal: cannot record a denied {} of {}: {}", r.op, r.path, std::strerror(w.error()));
+  spdlog::info("denied op={} path={}{}{} err={} pid={} uid={}", r.op, c.path,
+               c.path2.empty() ? "" : " -> ", c.path2, std::strerror(err), c.caller.pid, c.caller.uid);
+}
+
+void JournalGate::lifecycle(const std::string& op, const std::string& detail) {
+  Record r;
+  r.op = op;
+  r.path = "";
+  r.path2 = detail;
+  r.state = RecordState::Applied;
+  r.caller = caller_info(fs::Caller{::getpid(), ::getuid(), ::getgid()});
+  if (auto w = j_.append(r); !w)
+    spdlog::error("journal: cannot record {}: {}", op, std::strerror(w.error()));
+}
+
+}  // namespace scopefs::journal

@@ -4,6 +4,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
+#include <string>
+
 namespace scopefs::cli {
 
 // Exit codes, the same for every subcommand.
@@ -19,5 +22,11 @@ struct Exit {
 void setup_check(CLI::App& app);
 void setup_mount(CLI::App& app);
 void setup_unmount(CLI::App& app);
+void setup_log(CLI::App& app);
+
+// A config file, task name or state directory → the state directory.
+std::string state_dir_of(const std::string& arg);
+// --since/--until values → ns since the epoch.
+int64_t parse_time_arg(const std::string& s);
 
 }  // namespace scopefs::cli

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   setup_check(app);
   setup_mount(app);
   setup_unmount(app);
+  setup_log(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

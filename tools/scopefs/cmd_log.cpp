@@ -1,0 +1,166 @@
+// scopefs log CONFIG|STATE_DIR [--json] [--path GLOB] [--op OP] [--since T] [--until T]
+//                              [--outcome STATE]
+// Reads the journal read-only: works beside a running daemon and without one.
+#include <sys/stat.h>
+
+#include <cstring>
+#include <ctime>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "config/config.hpp"
+#include "config/glob.hpp"
+#include "journal/journal.hpp"
+#include "tools/scopefs/commands.hpp"
+
+namespace scopefs::cli {
+namespace {
+
+struct LogArgs {
+  std::string task;
+  bool json = false;
+  std::string path_glob;
+  std::vector<std::string> ops;
+  std::string since, until;
+  std::vector<std::string> outcomes;
+};
+
+std::string fmt_time(int64_t ns) {
+  time_t s = static_cast<time_t>(ns / 1000000000);
+  struct tm tm {};
+  ::gmtime_r(&s, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>((ns / 1000000) % 1000));
+  return out;
+}
+
+std::string short_hash(const std::optional<journal::ObjectState>& o) {
+  if (!o || !o->exists) return "-";
+  if (!o->hash) return o->type == "file" ? "?" : o->type;
+  return o->hash->hex().substr(0, 12) + (o->blob ? "*" : "");
+}
+
+}  // namespace
+
+// Also used by the tests' expectations of --since/--until: see docs/journal.md.
+int64_t parse_time_arg(const std::string& s) {
+  if (s.empty()) return 0;
+  struct timespec now {};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  int64_t now_ns = static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+  // Relative: 30s, 10m, 2h, 7d (ago).
+  char unit = s.back();
+  std::string num = s.substr(0, s.size() - 1);
+  if (!num.empty() && num.find_first_not_of("0123456789") == std::string::npos &&
+      std::strchr("smhd", unit)) {
+    int64_t n = std::stoll(num);
+    int64_t mult = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : 86400;
+    return now_ns - n * mult * 1000000000;
+  }
+  if (s.find_first_not_of("0123456789") == std::string::npos) return std::stoll(s) * 1000000000;
+  struct tm tm {};
+  for (const char* f : {"%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S",
+                        "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"}) {
+    tm = {};
+    const char* end = ::strptime(s.c_str(), f, &tm);
+    if (end && *end == '\0') return static_cast<int64_t>(::timegm(&tm)) * 1000000000;
+  }
+  throw CLI::ValidationError("time '" + s +
+                             "': expected 2026-11-25T10:00:00Z, 2026-11-25, epoch seconds, or "
+                             "a relative age like 30m, 2h, 7d");
+}
+
+std::string state_dir_of(const std::string& arg) {
+  struct stat st {};
+  if (::stat(arg.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return arg;
+  try {
+    return config::load_config(config::resolve_task_arg(arg)).state_dir;
+  } catch (const config::ConfigError& e) {
+    for (const auto& d : e.diagnostics()) std::cerr << d.str() << "\n";
+    throw Exit{kExitUsage};
+  }
+}
+
+namespace {
+
+void run_log(const LogArgs& a) {
+  std::string state = state_dir_of(a.task);
+  int64_t since = parse_time_arg(a.since), until = a.until.empty() ? INT64_MAX : parse_time_arg(a.until);
+  config::Glob glob;
+  if (!a.path_glob.empty()) {
+    std::string err;
+    size_t pos = 0;
+    std::string g = a.path_glob;
+    while (!g.empty() && g.front() == '/') g.erase(0, 1);
+    if (!config::Glob::compile(g, glob, err, pos))
+      throw CLI::ValidationError("--path '" + a.path_glob + "': " + err);
+  }
+  std::unique_ptr<journal::Journal> j;
+  try {
+    j = journal::Journal::open_read_only(state);
+  } catch (const std::exception& e) {
+    std::cerr << "scopefs log: " << e.what() << "\n";
+    throw Exit{kExitFailure};
+  }
+  if (!a.json)
+    std::cout << std::left << std::setw(7) << "SEQ" << std::setw(25) << "TIME" << std::setw(12)
+              << "STATE" << std::setw(16) << "OP" << std::setw(40) << "PATH" << std::setw(24)
+              << "CALLER" << "BEFORE -> AFTER\n";
+  int corrupt = 0;
+  auto r = j->scan(1, [&](const journal::Record& rec, int err) {
+    if (err) {
+      ++corrupt;
+      std::cerr << "scopefs log: record " << rec.seq << " cannot be read: " << std::strerror(err) << "\n";
+      return true;
+    }
+    if (rec.time_ns < since || rec.time_ns > until) return true;
+    if (!a.ops.empty() && std::find(a.ops.begin(), a.ops.end(), rec.op) == a.ops.end()) return true;
+    if (!a.outcomes.empty() &&
+        std::find(a.outcomes.begin(), a.outcomes.end(), journal::state_name(rec.state)) == a.outcomes.end())
+      return true;
+    if (!a.path_glob.empty() && !glob.matches(rec.path) &&
+        !(rec.op != "symlink" && !rec.path2.empty() && glob.matches(rec.path2)))
+      return true;
+    if (a.json) {
+      std::cout << journal::record_json(rec) << "\n";
+      return true;
+    }
+    std::string path = "/" + rec.path;
+    if (!rec.path2.empty()) path += (rec.op == "rename" || rec.op == "link" ? " -> /" : " -> ") + rec.path2;
+    std::string st(journal::state_name(rec.state));
+    if (rec.err) st += "(" + std::string(strerrorname_np(rec.err) ? strerrorname_np(rec.err) : "?") + ")";
+    std::ostringstream caller;
+    caller << rec.caller.comm << "[" << rec.caller.pid << "] " << rec.caller.uid;
+    std::cout << std::left << std::setw(7) << rec.seq << std::setw(25) << fmt_time(rec.time_ns)
+              << std::setw(15) << st << std::setw(16) << rec.op << std::setw(44) << path + " "
+              << std::setw(24) << caller.str() << short_hash(rec.before) << " -> "
+              << short_hash(rec.after) << "\n";
+    return true;
+  });
+  if (!r) {
+    std::cerr << "scopefs log: reading the journal failed: " << std::strerror(r.error()) << "\n";
+    throw Exit{kExitFailure};
+  }
+  if (corrupt) throw Exit{kExitFailure};
+}
+
+}  // namespace
+
+void setup_log(CLI::App& app) {
+  auto a = std::make_shared<LogArgs>();
+  auto* sub = app.add_subcommand("log", "Print the journal (works while mounted)");
+  sub->add_option("task", a->task, "Config file, task name, or state directory")->required();
+  sub->add_flag("--json", a->json, "One JSON object per line");
+  sub->add_option("--path", a->path_glob, "Only records whose view path matches this glob");
+  sub->add_option("--op", a->ops, "Only these operations (create, write, unlink, rename, ...)");
+  sub->add_option("--since", a->since, "From this time (ISO 8601, epoch seconds, or 30m/2h/7d ago)");
+  sub->add_option("--until", a->until, "Up to this time");
+  sub->add_option("--outcome", a->outcomes, "Only these states (applied, denied, failed, interrupted, intent)")
+      ->check(CLI::IsMember({"applied", "denied", "failed", "interrupted", "intent"}));
+  sub->callback([a] { run_log(*a); });
+}
+
+}  // namespace scopefs::cli

@@ -3,6 +3,7 @@
 #include <pwd.h>
 #include <sys/stat.h>
 
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -91,6 +92,55 @@ std::string absolute_from(const std::string& p, const std::string& base_dir) {
 // Column of a string value's content: TOML++ points at the opening quote.
 unsigned value_column(const toml::node& n) { return n.source().begin.column + 1; }
 
+size_t utf8_len(unsigned char c) {
+  return c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+}
+
+// Column (in characters, as TOML++ counts) of byte `pos` of a string value's
+// *decoded* content, walking the source text so that escapes and non-ASCII
+// characters are counted as written.
+unsigned content_column(const std::string& text, const toml::node& n, size_t pos) {
+  const unsigned line_no = n.source().begin.line, col0 = n.source().begin.column;
+  const unsigned fallback = value_column(n) + static_cast<unsigned>(pos);
+  size_t at = 0;
+  for (unsigned l = 1; l < line_no; ++l) {
+    at = text.find('\n', at);
+    if (at == std::string::npos) return fallback;
+    ++at;
+  }
+  size_t end = text.find('\n', at);
+  std::string_view line(text.data() + at, (end == std::string::npos ? text.size() : end) - at);
+  size_t i = 0;
+  for (unsigned c = 1; c < col0 && i < line.size(); ++c) i += utf8_len(static_cast<unsigned char>(line[i]));
+  if (i >= line.size()) return fallback;
+  const char quote = line[i];
+  if ((quote != '"' && quote != '\'') || line.substr(i, 3) == R"(""")" || line.substr(i, 3) == "'''")
+    return fallback;
+  ++i;
+  unsigned col = col0 + 1;
+  size_t decoded = 0;
+  while (decoded < pos && i < line.size()) {
+    if (quote == '"' && line[i] == '\\' && i + 1 < line.size()) {
+      const char e = line[i + 1];
+      size_t src = 2, out = 1;
+      if (e == 'u' || e == 'U') {
+        src = e == 'u' ? 6 : 10;
+        unsigned long cp = std::strtoul(std::string(line.substr(i + 2, src - 2)).c_str(), nullptr, 16);
+        out = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+      }
+      i += src;
+      col += static_cast<unsigned>(src);
+      decoded += out;
+    } else {
+      const size_t k = utf8_len(static_cast<unsigned char>(line[i]));
+      i += k;
+      decoded += k;
+      ++col;
+    }
+  }
+  return col;
+}
+
 }  // namespace
 
 std::string Diagnostic::str() const {
@@ -151,10 +201,16 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
     }
     if (auto user = ck.string_key(*task, "agent_user", task->source(), false, "[task]")) {
       cfg.agent_user = *user;
-      char* end = nullptr;
-      unsigned long n = std::strtoul(user->c_str(), &end, 10);
-      if (!user->empty() && end && *end == '\0') {
-        cfg.agent_uid = static_cast<uid_t>(n);
+      bool numeric = !user->empty() && user->find_first_not_of("0123456789") == std::string::npos;
+      uint64_t n = 0;
+      if (numeric) {
+        auto [ptr, ec] = std::from_chars(user->data(), user->data() + user->size(), n);
+        if (ec != std::errc() || n > 4294967294ULL) {
+          ck.error(task->get("agent_user")->source(),
+                   "agent_user '" + *user + "' is out of the uid range (0..4294967294)");
+        } else {
+          cfg.agent_uid = static_cast<uid_t>(n);
+        }
       } else if (struct passwd* pw = ::getpwnam(user->c_str())) {
         cfg.agent_uid = pw->pw_uid;
       } else {
@@ -184,8 +240,9 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
         if (path) {
           seen.path_src = b.get("path")->source();
           std::string p = *path;
+          bool leading_slash = !p.empty() && p.front() == '/';
           while (!p.empty() && p.back() == '/') p.pop_back();
-          if (!p.empty() && p.front() == '/') {
+          if (leading_slash) {
             ck.error(seen.path_src, "bind path '" + *path +
                                         "' must be relative to the view's root (no leading '/')");
             good = false;
@@ -279,8 +336,9 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
         if (is_inside_or_equal(p, b.cfg.source))
           ck.error(task->get(key)->source(),
                    std::string(key) + " '" + p + "' is inside bind source '" + b.cfg.source + "'");
-        if (is_inside_or_equal(b.cfg.source, p) && std::string_view(key) == "mountpoint")
-          ck.error(b.source_src, "bind source '" + b.cfg.source + "' is inside the mountpoint");
+        if (is_inside_or_equal(b.cfg.source, p))
+          ck.error(b.source_src, "bind source '" + b.cfg.source + "' is inside the " +
+                                     (std::string_view(key) == "mountpoint" ? "mountpoint" : "state_dir"));
       }
     }
     if (!cfg.mountpoint.empty() && !cfg.state_dir.empty() &&
@@ -305,7 +363,7 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
           size_t pos = 0;
           if (!Glob::compile(*m, rule.glob, err, pos)) {
             const toml::node* mn = r.get("match");
-            ck.error_at(mn->source().begin.line, value_column(*mn) + static_cast<unsigned>(pos),
+            ck.error_at(mn->source().begin.line, content_column(text, *mn, pos),
                         "bad glob '" + *m + "': " + err);
             good = false;
           }

@@ -20,10 +20,40 @@ std::optional<Access> parse_access(std::string_view s) {
   return std::nullopt;
 }
 
+Policy::Policy(std::vector<Rule> rules) : rules_(std::move(rules)) {
+  for (Rule& r : rules_) {
+    has_hide_ = has_hide_ || r.access == Access::Hide;
+    // "dir/**" covers dir and everything below it, which is what "dir" does
+    // as an ancestor rule: it ranks as a rule on dir, not as a match of each
+    // file below (so "exports/**" never outranks "**/*.pem" on exports/k.pem).
+    const std::string& p = r.glob.pattern();
+    std::string base = p;
+    while (base.size() > 3 && base.compare(base.size() - 3, 3, "/**") == 0) base.resize(base.size() - 3);
+    if (base != p) {
+      std::string err;
+      size_t pos = 0;
+      r.base.emplace();
+      if (!Glob::compile(base, *r.base, err, pos)) r.base.reset();
+    }
+  }
+}
+
+bool Policy::hidden_by_rule(std::string_view view_path) const {
+  if (!has_hide_) return false;
+  auto segs = split_path(view_path);
+  for (size_t depth = segs.size(); depth > 0; --depth) {
+    segs.resize(depth);
+    for (const Rule& r : rules_)
+      if (r.access == Access::Hide && r.glob.matches(segs)) return true;
+  }
+  return false;
+}
+
 std::optional<Access> Policy::exact_access(const std::vector<std::string_view>& segs) const {
   const Rule* best = nullptr;
   for (const Rule& r : rules_) {
-    if (!r.glob.matches(segs)) continue;
+    if (!(r.base ? r.base->matches(segs) : r.glob.matches(segs))) continue;
+    if (r.access == Access::Hide) return Access::Hide;  // deny overrides
     if (!best || r.glob.literal_count() > best->glob.literal_count() ||
         (r.glob.literal_count() == best->glob.literal_count() && r.access < best->access))
       best = &r;
@@ -50,6 +80,8 @@ std::optional<Access> Policy::rule_access(std::string_view view_path) const {
 }
 
 Access Policy::access(std::string_view view_path, Access bind_default) const {
+  // Any hide rule applying to the path or an ancestor hides it (deny overrides).
+  if (hidden_by_rule(view_path)) return Access::Hide;
   // Hidden ancestors hide the subtree.
   size_t pos = 0;
   for (;;) {

@@ -1,12 +1,14 @@
 // The access model: which level (hide/read/stage/write) a view path gets.
 //
 // Precedence (docs/config.md is the normative text):
+//   0. Hide overrides: a path to which any `hide` rule applies (matching the
+//      path or an ancestor) is hidden, whatever other rules say.
 //   1. A rule applies to a path if its glob matches the path itself or one of
-//      its ancestors. The rule matching the deepest of these wins (the path
-//      itself beats its parent, which beats the grandparent, ...).
+//      its ancestors ("dir/**" ranks as "dir"). The rule matching the deepest
+//      of these wins (the path itself beats its parent, ...).
 //   2. Among rules matching at the same depth, the one with more literal
 //      characters wins.
-//   3. Still tied: the more restrictive access wins (hide > read > stage > write).
+//   3. Still tied: the more restrictive access wins (read > stage > write).
 //   4. No rule applies: the default access of the bind holding the path.
 // A path below a hidden directory is hidden whatever the rules say of it.
 #pragma once
@@ -31,12 +33,16 @@ inline Access most_restrictive(Access a, Access b) { return a < b ? a : b; }
 struct Rule {
   Glob glob;
   Access access;
+  std::optional<Glob> base;  // "dir" for a pattern "dir/**" (set by Policy)
 };
 
 class Policy {
  public:
   Policy() = default;
-  explicit Policy(std::vector<Rule> rules) : rules_(std::move(rules)) {}
+  explicit Policy(std::vector<Rule> rules);
+
+  // True if a hide rule applies to the path or one of its ancestors.
+  bool hidden_by_rule(std::string_view view_path) const;
 
   // The decision of the rules matching exactly this path (no ancestors);
   // nullopt when none does.
@@ -59,6 +65,7 @@ class Policy {
 
  private:
   std::vector<Rule> rules_;
+  bool has_hide_ = false;
 };
 
 }  // namespace scopefs::config

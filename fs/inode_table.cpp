@@ -50,8 +50,24 @@ Inode* InodeTable::acquire(const InodeKey& key, std::unique_ptr<Inode> fresh, In
   return node;
 }
 
-Inode* InodeTable::find_and_acquire(const InodeKey& key, Inode* parent, std::string_view name) {
-  return acquire(key, nullptr, parent, name);
+Inode* InodeTable::acquire_if_same(const InodeKey& key, const sys::FileHandle* handle,
+                                   Inode* parent, std::string_view name) {
+  std::lock_guard lk(mu_);
+  auto it = map_.find(key);
+  if (it == map_.end()) return nullptr;
+  Inode* node = it->second.get();
+  if (handle && node->has_handle && !node->pinned &&
+      (node->handle.type != handle->type || node->handle.bytes != handle->bytes)) {
+    node->detached_ = true;
+    detached_.emplace(node, std::move(it->second));
+    map_.erase(it);
+    std::vector<uint64_t> ignored;
+    maybe_erase_locked(node, ignored);
+    return nullptr;
+  }
+  ++node->nlookup_;
+  if (!node->pinned) link_locked(node, parent, name);
+  return node;
 }
 
 void InodeTable::maybe_erase_locked(Inode* node, std::vector<uint64_t>& erased) {
@@ -59,7 +75,10 @@ void InodeTable::maybe_erase_locked(Inode* node, std::vector<uint64_t>& erased) 
     Inode* parent = node->parent_;
     if (parent) --parent->children_;
     erased.push_back(node->serial());
-    map_.erase(node->key());  // destroys node
+    if (node->detached_)
+      detached_.erase(node);  // destroys node
+    else
+      map_.erase(node->key());  // destroys node
     node = parent;
   }
 }

@@ -93,6 +93,7 @@ class Inode {
   // Guarded by InodeTable::mu_.
   Inode* parent_ = nullptr;
   std::string name_;
+  bool detached_ = false;
   uint64_t nlookup_ = 0;
   uint64_t children_ = 0;
 };
@@ -112,8 +113,12 @@ class InodeTable {
   // pointer may be erased by a concurrent forget.
   bool known_with(const InodeKey& key, const std::function<bool(const Inode&)>& pred) const;
 
-  // True (and counts a lookup, relinking) if `key` is known.
-  Inode* find_and_acquire(const InodeKey& key, Inode* parent, std::string_view name);
+  // Counts a lookup of the inode known by `key` (relinking it) if it still
+  // names the same object: when `handle` differs from the inode's own, the
+  // inode number was reused by a new object, so the old inode is detached
+  // (kept until the kernel forgets it) and null is returned.
+  Inode* acquire_if_same(const InodeKey& key, const sys::FileHandle* handle, Inode* parent,
+                         std::string_view name);
 
   // Forgets n kernel lookups; returns the serials of inodes erased as a result
   // (the caller drops their cached fds outside the lock).
@@ -136,6 +141,8 @@ class InodeTable {
   mutable std::mutex mu_;
   std::unordered_map<InodeKey, std::unique_ptr<Inode>, InodeKeyHash> map_;
   std::vector<std::unique_ptr<Inode>> pinned_;  // synthetic inodes (no real key)
+  // Inodes whose (dev, ino) was reused by another object, until forgotten.
+  std::unordered_map<const Inode*, std::unique_ptr<Inode>> detached_;
 };
 
 }  // namespace scopefs::fs

@@ -318,7 +318,13 @@ Result<Entry> View::lookup_real(Inode* parent, std::string_view name) {
   auto st = sys::stat_at((*pfd)->get(), n.c_str(), AT_SYMLINK_NOFOLLOW);
   if (!st) return Errno{st.error()};
   InodeKey key{st->st_dev, st->st_ino};
-  Inode* node = table_.find_and_acquire(key, parent, name);
+  Inode* node = nullptr;
+  if (table_.known_with(key, [](const Inode&) { return true; })) {
+    // Known (dev, ino): make sure it is still the same object (inode numbers
+    // are reused once a file is gone and its handle is dead).
+    auto h = sys::handle_at((*pfd)->get(), n.c_str());
+    node = table_.acquire_if_same(key, h ? &*h : nullptr, parent, name);
+  }
   if (!node) {
     auto fd = sys::open_at((*pfd)->get(), n.c_str(), O_PATH | O_NOFOLLOW);
     if (!fd) return Errno{fd.error()};

@@ -149,7 +149,12 @@ Result<bool> View::subtree_levels_equal(int dirfd, const std::string& from, cons
       --budget;
       std::string f = from + "/" + e.name, t = to + "/" + e.name;
       if (cfg_.policy.access(f, bind_default) != cfg_.policy.access(t, bind_default)) return false;
-      if (e.type == DT_DIR) {
+      bool is_dir = e.type == DT_DIR;
+      if (e.type == DT_UNKNOWN) {  // some filesystems do not report types
+        auto st = sys::stat_at(dirfd, e.name.c_str(), AT_SYMLINK_NOFOLLOW);
+        is_dir = st && S_ISDIR(st->st_mode);
+      }
+      if (is_dir) {
         auto sub = sys::open_at(dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
         if (!sub) return Errno{sub.error()};
         auto eq = subtree_levels_equal(sub->get(), f, t, bind_default, budget);

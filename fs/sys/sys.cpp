@@ -49,12 +49,15 @@ Result<UniqueFd> open_by_handle(int mount_fd, const FileHandle& h, int flags) {
   return UniqueFd(fd);
 }
 
-Result<FileHandle> handle_of(int fd) {
+Result<FileHandle> handle_of(int fd) { return handle_at(fd, ""); }
+
+Result<FileHandle> handle_at(int dirfd, const char* name) {
   alignas(struct file_handle) unsigned char storage[sizeof(struct file_handle) + MAX_HANDLE_SZ];
   auto* fh = reinterpret_cast<struct file_handle*>(storage);
   fh->handle_bytes = MAX_HANDLE_SZ;
   int mount_id = -1;
-  if (::name_to_handle_at(fd, "", fh, &mount_id, AT_EMPTY_PATH) == -1) return last_errno();
+  int flags = name[0] == '\0' ? AT_EMPTY_PATH : 0;
+  if (::name_to_handle_at(dirfd, name, fh, &mount_id, flags) == -1) return last_errno();
   FileHandle out;
   out.type = fh->handle_type;
   out.mount_id = mount_id;

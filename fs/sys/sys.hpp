@@ -39,6 +39,8 @@ struct ProcPath {
 Result<UniqueFd> open_at(int dirfd, const char* name, int flags, mode_t mode = 0);
 Result<UniqueFd> open_by_handle(int mount_fd, const FileHandle& h, int flags);
 Result<FileHandle> handle_of(int fd);
+// The handle of `name` in `dirfd`, without following a symlink.
+Result<FileHandle> handle_at(int dirfd, const char* name);
 Result<struct stat> stat_at(int dirfd, const char* name, int flags);
 Result<struct stat> stat_fd(int fd);
 Result<struct statvfs> statvfs_fd(int fd);

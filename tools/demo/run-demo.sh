@@ -169,7 +169,7 @@ else
 fi
 
 section "7. What the daemon logged"
-echo "Refusals, from state/daemon.log (a tamper-evident journal is not implemented yet):"
+echo "Refusals, from state/daemon.log:"
 grep -o 'denied op=.*' "$SCRATCH/state/daemon.log" | sed 's/^/  /' || echo "  (no denials logged)"
 log_clean=1
 if grep -E ' (error|critical) ' "$SCRATCH/state/daemon.log" >"$SCRATCH/daemon-errors.txt"; then
@@ -189,9 +189,20 @@ for _ in $(seq 50); do our_daemon_alive || break; sleep 0.1; done
 if our_daemon_alive; then echo "run-demo.sh: daemon $DAEMON_PID outlived the unmount" >&2; exit 1; fi
 echo "daemon $DAEMON_PID has exited; nothing is mounted at $VIEW"
 
+section "9. The journal of what the agent did"
+echo "Every applied and refused operation, with caller and content hashes"
+echo "(before -> after; '*' marks a before-image kept in the blob store):"
+echo "\$ scopefs log demo.toml"
+journal_ok=1
+if ! "$SCOPEFS" log "$CONFIG" | sed 's/^/  /'; then journal_ok=0; fi
+denied=$("$SCOPEFS" log "$CONFIG" --outcome denied --json | wc -l)
+applied=$("$SCOPEFS" log "$CONFIG" --outcome applied --json | wc -l)
+echo "$applied applied and $denied denied record(s)."
+[[ $denied -ge 3 && $applied -ge 4 ]] || journal_ok=0
+
 section "Summary"
 passed=0
-[[ $agent_rc -eq 0 && $reports_ok -eq 1 && $untouched -eq 1 && $log_clean -eq 1 ]] && passed=1
+[[ $agent_rc -eq 0 && $reports_ok -eq 1 && $untouched -eq 1 && $log_clean -eq 1 && $journal_ok -eq 1 ]] && passed=1
 if [[ $passed -eq 1 ]]; then
   cat <<'EOF'
 What the view did:
@@ -204,9 +215,10 @@ What the view did:
 EOF
 fi
 cat <<'EOF'
+Every change above is in the task's journal (RocksDB in the state directory),
+with before-images of what was overwritten or deleted kept in its blob store.
 Not implemented yet: held changes ("stage", the dry-run default of the design),
-approval gates, rollback, and the journal. Today an allowed change is applied
-at once, and there is no undo beyond your own backups.
+approval gates and rollback. Today an allowed change is applied at once.
 EOF
 echo
 if [[ $passed -eq 1 ]]; then

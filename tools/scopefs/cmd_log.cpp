@@ -106,8 +106,8 @@ void run_log(const LogArgs& a) {
     throw Exit{kExitFailure};
   }
   if (!a.json)
-    std::cout << std::left << std::setw(7) << "SEQ" << std::setw(25) << "TIME" << std::setw(12)
-              << "STATE" << std::setw(16) << "OP" << std::setw(40) << "PATH" << std::setw(24)
+    std::cout << std::left << std::setw(7) << "SEQ" << std::setw(25) << "TIME" << std::setw(15)
+              << "STATE" << std::setw(16) << "OP" << std::setw(44) << "PATH" << std::setw(24)
               << "CALLER" << "BEFORE -> AFTER\n";
   int corrupt = 0;
   auto r = j->scan(1, [&](const journal::Record& rec, int err) {

@@ -86,7 +86,13 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
     if (journal->recovered() > 0)
       spdlog::warn("task {}: {} change(s) interrupted by an earlier crash are marked in the journal",
                    cfg.name, journal->recovered());
-    journal::JournalGate gate(*journal);
+    journal::JournalGate jgate(*journal);
+    // Benchmark-only switch: measure the view without the journal's cost.
+    fs::LoggingGate nogate;
+    const char* bench = std::getenv("SCOPEFS_BENCH_JOURNAL");
+    bool journal_off = bench && std::string(bench) == "off";
+    if (journal_off) spdlog::warn("task {}: SCOPEFS_BENCH_JOURNAL=off: nothing is journaled", cfg.name);
+    fs::ChangeGate& gate = journal_off ? static_cast<fs::ChangeGate&>(nogate) : jgate;
     fs::View view(cfg, gate);
     view.open();
     fs::prepare_mountpoint(cfg.mountpoint);
@@ -96,12 +102,12 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
     fs::Session session(view, cfg.mountpoint, "scopefs:" + cfg.name, so);
     session.mount();
     spdlog::info("task {}: mounted at {} (pid {})", cfg.name, cfg.mountpoint, ::getpid());
-    gate.lifecycle("mount", cfg.mountpoint);
+    jgate.lifecycle("mount", cfg.mountpoint);
     report(ready_fd, "ok");
     if (ready_fd >= 0) ::close(ready_fd);
     int r = session.loop();
     session.unmount();
-    gate.lifecycle("unmount", cfg.mountpoint);
+    jgate.lifecycle("unmount", cfg.mountpoint);
     spdlog::info("task {}: unmounted from {} (run {})", cfg.name, cfg.mountpoint, jo.run);
     state.remove_pid();
     // libfuse reports the signal that ended the loop: a requested stop is clean.

@@ -4,6 +4,9 @@
 #include <sys/statfs.h>
 
 #include <cerrno>
+#include <chrono>
+#include <fstream>
+#include <thread>
 #include <cstring>
 #include <iostream>
 #include <optional>
@@ -46,6 +49,7 @@ void run_unmount(const UnmountArgs& args) {
     std::cout << mp << ": not mounted\n";
     return;
   }
+  std::optional<pid_t> daemon_pid = state ? state->read_pid() : std::nullopt;
   if (::umount2(mp.c_str(), (args.lazy || stale) ? MNT_DETACH : 0) != 0) {
     int e = errno;
     std::cerr << "scopefs unmount: " << mp << ": " << std::strerror(e)
@@ -57,6 +61,16 @@ void run_unmount(const UnmountArgs& args) {
     std::cerr << "scopefs unmount: " << mp << " unmounted, but the daemon has not exited after "
               << args.wait_ms << " ms\n";
     throw Exit{kExitFailure};
+  }
+  // The lock is released as the daemon exits; wait for the process itself too
+  // (until it is gone or a zombie of someone else's).
+  if (daemon_pid && !stale) {
+    for (int waited = 0; waited < args.wait_ms; waited += 20) {
+      std::ifstream proc_stat("/proc/" + std::to_string(*daemon_pid) + "/stat");
+      std::string pid, comm, s_state;
+      if (!proc_stat || !(proc_stat >> pid >> comm >> s_state) || s_state == "Z") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   }
   std::cout << "unmounted " << mp << "\n";
 }

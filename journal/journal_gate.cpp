@@ -19,8 +19,9 @@ int64_t mtime_ns(const struct stat& st) {
 struct State final : fs::GateState {
   Record rec;
   struct stat before_st {};
-  bool linked_victim = false;  // a blob is a hard link to the victim until the change succeeds
+  bool linked_victim = false;  // a blob may be a hard link to the unlinked file
   struct stat victim_st {};
+  bool linked_replaced = false;  // a blob may be a hard link to the file a rename replaces
   // Write sessions: streaming hash of bytes [0, streamed).
   Hasher hasher;
   uint64_t streamed = 0;
@@ -31,6 +32,16 @@ bool content_destroying(fs::OpKind op) {
   using fs::OpKind;
   return op == OpKind::Unlink || op == OpKind::Truncate || op == OpKind::Write ||
          op == OpKind::Fallocate || op == OpKind::CopyRange;
+}
+
+// Undoes hard links into the store of files that, the change having failed,
+// are still live files (a later write to them must never change a blob).
+void drop_links(State& s, BlobStore* blobs) {
+  const Record& r = s.rec;
+  if (s.linked_victim && r.before && r.before->hash)
+    blobs->unlink_if_inode(*r.before->hash, s.before_st.st_dev, s.before_st.st_ino);
+  if (s.linked_replaced && r.victim && r.victim->hash)
+    blobs->unlink_if_inode(*r.victim->hash, s.victim_st.st_dev, s.victim_st.st_ino);
 }
 
 }  // namespace
@@ -148,6 +159,8 @@ Result<void> JournalGate::begin(fs::Change& c) {
     auto v = capture(c.obj2, true, !c.open_for_write, &s->victim_st);
     if (!v) return Errno{v.error()};
     if (v->exists) r.victim = *v;
+    s->linked_replaced = v->blob && !c.open_for_write && s->victim_st.st_nlink == 1 &&
+                         j_.blobs()->same_fs(s->victim_st.st_dev);
   } else if (c.op == OpKind::Rename) {
     auto v = capture(c.obj2, false, false, &s->victim_st);
     if (!v) return Errno{v.error()};
@@ -158,8 +171,7 @@ Result<void> JournalGate::begin(fs::Change& c) {
     s->stream_valid = true;
   }
   if (auto w = j_.intent(r); !w) {
-    if (s->linked_victim && r.before && r.before->hash)
-      j_.blobs()->unlink_if_inode(*r.before->hash, s->before_st.st_dev, s->before_st.st_ino);
+    drop_links(*s, j_.blobs());
     return Errno{w.error()};
   }
   c.state = std::move(s);
@@ -192,9 +204,8 @@ void JournalGate::end(fs::Change& c, int err) {
   if (err != 0) {
     r.state = RecordState::Failed;
     r.err = err;
-    // A victim linked into the store stays a live file: drop that link.
-    if (s->linked_victim && r.before && r.before->hash)
-      j_.blobs()->unlink_if_inode(*r.before->hash, s->before_st.st_dev, s->before_st.st_ino);
+    // A file linked into the store stays a live file: drop that link.
+    drop_links(*s, j_.blobs());
     if (r.before) r.before->blob = false;
     if (r.victim) r.victim->blob = false;
   } else {

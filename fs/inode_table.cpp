@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <string>
 
 namespace scopefs::fs {
 
@@ -18,11 +19,25 @@ Inode* InodeTable::add_pinned(std::unique_ptr<Inode> node, Inode* parent, std::s
 }
 
 void InodeTable::link_locked(Inode* node, Inode* parent, std::string_view name) {
-  if (node->parent_ == parent && node->name_ == name) return;
-  Inode* old = node->parent_;
-  node->parent_ = parent;
-  node->name_.assign(name);
-  if (parent) ++parent->children_;
+  if (!parent) {
+    if (node->links_.empty()) node->links_.push_back({nullptr, std::string(name)});
+    return;
+  }
+  auto& links = node->links_;
+  for (size_t i = 0; i < links.size(); ++i) {
+    if (links[i].parent == parent && links[i].name == name) {
+      if (i != 0) std::rotate(links.begin(), links.begin() + static_cast<long>(i),
+                              links.begin() + static_cast<long>(i) + 1);
+      return;
+    }
+  }
+  links.insert(links.begin(), {parent, std::string(name)});
+  ++parent->children_;
+}
+
+void InodeTable::drop_link_locked(Inode* node, size_t index) {
+  Inode* old = node->links_[index].parent;
+  node->links_.erase(node->links_.begin() + static_cast<long>(index));
   if (old) {
     --old->children_;
     // The old parent may have been kept only by this link. Its cached fd (if
@@ -71,15 +86,21 @@ Inode* InodeTable::acquire_if_same(const InodeKey& key, const sys::FileHandle* h
 }
 
 void InodeTable::maybe_erase_locked(Inode* node, std::vector<uint64_t>& erased) {
-  while (node && !node->pinned && node->nlookup_ == 0 && node->children_ == 0) {
-    Inode* parent = node->parent_;
-    if (parent) --parent->children_;
-    erased.push_back(node->serial());
-    if (node->detached_)
-      detached_.erase(node);  // destroys node
+  std::vector<Inode*> todo{node};
+  while (!todo.empty()) {
+    Inode* n = todo.back();
+    todo.pop_back();
+    if (!n || n->pinned || n->nlookup_ != 0 || n->children_ != 0) continue;
+    for (auto& l : n->links_) {
+      if (!l.parent) continue;
+      --l.parent->children_;
+      todo.push_back(l.parent);
+    }
+    erased.push_back(n->serial());
+    if (n->detached_)
+      detached_.erase(n);  // destroys n
     else
-      map_.erase(node->key());  // destroys node
-    node = parent;
+      map_.erase(n->key());  // destroys n
   }
 }
 
@@ -92,17 +113,42 @@ std::vector<uint64_t> InodeTable::forget(Inode* node, uint64_t n) {
   return erased;
 }
 
-void InodeTable::relink(const InodeKey& key, Inode* parent, std::string_view name) {
+void InodeTable::relink(const InodeKey& key, Inode* from, std::string_view name, Inode* to,
+                        std::string_view newname) {
   std::lock_guard lk(mu_);
   auto it = map_.find(key);
   if (it == map_.end() || it->second->pinned) return;
-  link_locked(it->second.get(), parent, name);
+  Inode* node = it->second.get();
+  link_locked(node, to, newname);  // now at the front
+  auto& links = node->links_;
+  for (size_t i = 1; i < links.size(); ++i) {
+    if (links[i].parent == from && links[i].name == name) {
+      drop_link_locked(node, i);
+      break;
+    }
+  }
+}
+
+void InodeTable::unlink_name(const InodeKey& key, Inode* parent, std::string_view name) {
+  std::lock_guard lk(mu_);
+  auto it = map_.find(key);
+  if (it == map_.end() || it->second->pinned) return;
+  Inode* node = it->second.get();
+  if (node->links_.size() < 2) return;  // keep the last name
+  for (size_t i = 0; i < node->links_.size(); ++i) {
+    if (node->links_[i].parent == parent && node->links_[i].name == name) {
+      drop_link_locked(node, i);
+      return;
+    }
+  }
 }
 
 std::string InodeTable::path_of(const Inode* node) const {
   std::vector<const std::string*> parts;
   std::lock_guard lk(mu_);
-  for (const Inode* n = node; n && n->parent_; n = n->parent_) parts.push_back(&n->name_);
+  for (const Inode* n = node; n && !n->links_.empty() && n->links_.front().parent;
+       n = n->links_.front().parent)
+    parts.push_back(&n->links_.front().name);
   std::string out;
   for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
     if (!out.empty()) out += '/';
@@ -113,7 +159,8 @@ std::string InodeTable::path_of(const Inode* node) const {
 
 std::pair<Inode*, std::string> InodeTable::parent_and_name(const Inode* node) const {
   std::lock_guard lk(mu_);
-  return {node->parent_, node->name_};
+  if (node->links_.empty()) return {nullptr, {}};
+  return {node->links_.front().parent, node->links_.front().name};
 }
 
 bool InodeTable::known_with(const InodeKey& key,

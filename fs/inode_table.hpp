@@ -7,17 +7,19 @@
 // mount and live until unmount.
 //
 // No pinned fds. An Inode holds a kernel file handle (name_to_handle_at) to
-// reopen its object on demand, plus a link to the parent and name it was last
-// looked up by (used for view paths, policy, and for the fallback reopen by
-// name when the filesystem has no file handles). Open fds live in the bounded
+// reopen its object on demand, plus the (parent, name) links it is known by
+// (the most recently used first): they give view paths, policy, and the
+// fallback reopen by name when the filesystem has no file handles. A hard
+// link adds a link, unlinking a name removes it (the last one stays, so an
+// open unlinked file keeps a path for its records). Open fds live in the bounded
 // FdCache, keyed by the inode's serial (never by address, which may be reused).
 //
 // Lifetime. nlookup counts the kernel's references (+1 per entry reply, -n per
-// forget); children counts Inodes whose parent_ points here. An Inode is
+// forget); children counts links of other Inodes that point here. An Inode is
 // erased when both are zero and it is not pinned (bind roots, synthetic).
 //
 // Concurrency. One mutex, mu_, guards the map and every Inode's mutable
-// fields (parent_, name_, nlookup_, children_). It is never held across a
+// fields (links_, nlookup_, children_, detached_). It is never held across a
 // syscall or a fuse_reply_*; access_ is a cache with its own atomics.
 #pragma once
 
@@ -90,9 +92,12 @@ class Inode {
   const mode_t type_;
   const int bind_;
   const uint64_t serial_;
+  struct Link {
+    Inode* parent;
+    std::string name;
+  };
   // Guarded by InodeTable::mu_.
-  Inode* parent_ = nullptr;
-  std::string name_;
+  std::vector<Link> links_;  // front: the name used for the view path
   bool detached_ = false;
   uint64_t nlookup_ = 0;
   uint64_t children_ = 0;
@@ -124,8 +129,13 @@ class InodeTable {
   // (the caller drops their cached fds outside the lock).
   std::vector<uint64_t> forget(Inode* node, uint64_t n);
 
-  // After a rename: points the inode known by `key` (if any) at (parent, name).
-  void relink(const InodeKey& key, Inode* parent, std::string_view name);
+  // After a rename: the inode known by `key` (if any) moves from (from, name)
+  // to (to, newname).
+  void relink(const InodeKey& key, Inode* from, std::string_view name, Inode* to,
+              std::string_view newname);
+  // After an unlink (or a rename over it): (parent, name) no longer names
+  // the inode known by `key`, unless it was its only name.
+  void unlink_name(const InodeKey& key, Inode* parent, std::string_view name);
 
   // The view path of an inode ("" for the root), from its parent links.
   std::string path_of(const Inode* node) const;
@@ -136,6 +146,9 @@ class InodeTable {
 
  private:
   void link_locked(Inode* node, Inode* parent, std::string_view name);
+  // Drops one link (and the parent's count); erases the parent if that was
+  // all that kept it.
+  void drop_link_locked(Inode* node, size_t index);
   void maybe_erase_locked(Inode* node, std::vector<uint64_t>& erased);
 
   mutable std::mutex mu_;

@@ -117,10 +117,12 @@ Result<void> View::unlink(Inode* parent, std::string_view name, const Caller& ca
   if (!pfd) return Errno{pfd.error()};
   std::string n(name);
   c.obj = ObjRef{(*pfd)->get(), n};
+  auto st = sys::stat_at((*pfd)->get(), n.c_str(), AT_SYMLINK_NOFOLLOW);
   c.open_for_write = open_for_write((*pfd)->get(), n);
   if (auto b = gate_.begin(c); !b) return b;
   auto r = sys::unlink_at((*pfd)->get(), n.c_str(), 0);
   finish_change(c, r.error());
+  if (r && st) table_.unlink_name(InodeKey{st->st_dev, st->st_ino}, parent, name);
   return r;
 }
 
@@ -215,8 +217,15 @@ Result<void> View::rename(Inode* parent, std::string_view name, Inode* newparent
   auto r = sys::rename_at2((*pfd)->get(), n.c_str(), (*npfd)->get(), nn.c_str(), flags);
   finish_change(c, r.error());
   if (!r) return r;
-  table_.relink(InodeKey{src->st_dev, src->st_ino}, newparent, newname);
-  if ((flags & RENAME_EXCHANGE) && dst) table_.relink(InodeKey{dst->st_dev, dst->st_ino}, parent, name);
+  InodeKey src_key{src->st_dev, src->st_ino};
+  if ((flags & RENAME_EXCHANGE) && dst) {
+    InodeKey dst_key{dst->st_dev, dst->st_ino};
+    table_.relink(src_key, parent, name, newparent, newname);
+    table_.relink(dst_key, newparent, newname, parent, name);
+  } else {
+    if (dst) table_.unlink_name(InodeKey{dst->st_dev, dst->st_ino}, newparent, newname);
+    table_.relink(src_key, parent, name, newparent, newname);
+  }
   // Any rename changes the view paths of a node, and of a subtree for
   // directories: cached levels are recomputed on next use.
   (void)moves_dir;
@@ -400,7 +409,14 @@ Result<size_t> View::write(OpenFile& fh, const char* buf, size_t size, off_t off
   std::lock_guard lk(fh.mu);
   if (auto r = ensure_session(fh, caller, 0); !r) return Errno{r.error()};
   auto n = sys::pwrite_fd(fh.fd.get(), buf, size, off);
-  if (n) gate_.wrote(*fh.session, buf, *n, off);
+  if (n) {
+    // Another handle may write the same file: this session's stream would
+    // miss those writes, so it rehashes at its end.
+    if (fh.node->open_writers.load(std::memory_order_relaxed) > 1)
+      gate_.reshaped(*fh.session);
+    else
+      gate_.wrote(*fh.session, buf, *n, off);
+  }
   return n;
 }
 

@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/statvfs.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -40,7 +43,8 @@ std::unique_ptr<Journal> Journal::open(const std::string& state_dir, JournalOpti
   auto kv = open_rocksdb(state_dir + "/journal", false, err);
   if (!kv) throw std::runtime_error("cannot open the journal in " + state_dir + "/journal: " + err);
   auto blobs = std::make_unique<BlobStore>(state_dir + "/blobs");
-  return std::make_unique<Journal>(std::move(kv), std::move(blobs), std::move(opts), false);
+  return std::make_unique<Journal>(std::move(kv), std::move(blobs), std::move(opts), false,
+                                   state_dir);
 }
 
 std::unique_ptr<Journal> Journal::open_read_only(const std::string& state_dir) {
@@ -51,8 +55,20 @@ std::unique_ptr<Journal> Journal::open_read_only(const std::string& state_dir) {
 }
 
 Journal::Journal(std::unique_ptr<KvStore> kv, std::unique_ptr<BlobStore> blobs,
-                 JournalOptions opts, bool read_only)
-    : kv_(std::move(kv)), blobs_(std::move(blobs)), opts_(std::move(opts)), read_only_(read_only) {
+                 JournalOptions opts, bool read_only, std::string state_dir)
+    : kv_(std::move(kv)),
+      blobs_(std::move(blobs)),
+      opts_(std::move(opts)),
+      read_only_(read_only),
+      state_dir_(std::move(state_dir)) {
+  if (!state_dir_.empty()) {
+    struct statvfs sv {};
+    if (::statvfs(state_dir_.c_str(), &sv) == 0) {
+      // 5% of the filesystem, between 1 MiB and 16 MiB.
+      uint64_t total = static_cast<uint64_t>(sv.f_blocks) * sv.f_frsize;
+      low_water_ = std::clamp<uint64_t>(total / 20, 1 << 20, 16 << 20);
+    }
+  }
   // The next sequence follows the last record.
   uint64_t last = 0;
   auto r = kv_->scan("r/", "", [&](std::string_view k, std::string_view) {
@@ -159,6 +175,13 @@ Result<void> Journal::append(Record& r) {
   txn.put(record_key(r.seq), encode_record(r));
   if (!r.path.empty()) txn.put(path_index_key(r.path, r.seq), "");
   return submit(txn, false);
+}
+
+bool Journal::has_space() {
+  if (state_dir_.empty() || low_water_ == 0) return true;
+  struct statvfs sv {};
+  if (::statvfs(state_dir_.c_str(), &sv) != 0) return true;
+  return static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize >= low_water_;
 }
 
 Result<void> Journal::sync() {

@@ -49,7 +49,7 @@ class Journal {
   static std::unique_ptr<Journal> open_read_only(const std::string& state_dir);
   // Over a given store (unit tests).
   Journal(std::unique_ptr<KvStore> kv, std::unique_ptr<BlobStore> blobs, JournalOptions opts,
-          bool read_only);
+          bool read_only, std::string state_dir = {});
   ~Journal();
   Journal(const Journal&) = delete;
   Journal& operator=(const Journal&) = delete;
@@ -62,6 +62,10 @@ class Journal {
   // A record written once (denied attempts, mount/unmount).
   Result<void> append(Record& r);
   Result<void> sync();
+  // False when the state directory's filesystem is below its low-water mark:
+  // new changes are then refused (ENOSPC) so that the outcomes of changes
+  // already under way can still be recorded.
+  bool has_space();
 
   Result<std::optional<Record>> get(uint64_t seq);
   // Visits records from `from_seq` on, in order. Corrupt records are passed
@@ -87,6 +91,8 @@ class Journal {
   JournalOptions opts_;
   bool read_only_;
   std::atomic<uint64_t> next_seq_{1};
+  std::string state_dir_;  // empty for in-memory journals
+  uint64_t low_water_ = 0;
   uint64_t recovered_ = 0;
 
   std::mutex sync_mu_;

@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 
 #include "fs/sys/sys.hpp"
@@ -131,6 +133,16 @@ Result<ObjectState> JournalGate::capture(const fs::ObjRef& ref, bool content_ima
 }
 
 Result<void> JournalGate::begin(fs::Change& c) {
+  // Keep room for the outcomes of changes under way: refuse new ones first.
+  if (!j_.has_space()) {
+    // At most one line every 10 s: the log may live on the full filesystem.
+    static std::atomic<int64_t> last_warn{0};
+    int64_t now = std::time(nullptr);
+    if (now - last_warn.exchange(now) >= 10)
+      spdlog::warn("journal: state directory nearly full; refusing changes (ENOSPC), e.g. {} of {}",
+                   fs::op_name(c.op), c.path);
+    return Errno{ENOSPC};
+  }
   auto s = std::make_unique<State>();
   Record& r = s->rec;
   r.op = std::string(fs::op_name(c.op));

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <atomic>
 #include <mutex>
 
 #include "journal/kv.hpp"
@@ -51,7 +52,7 @@ class RocksStore final : public KvStore {
   RocksStore(rocksdb::DB* db, bool read_only, std::string path)
       : db_(db), read_only_(read_only), path_(std::move(path)) {}
   ~RocksStore() override {
-    if (!read_only_) permit_unchecked(db_->SyncWAL(), "SyncWAL at close");
+    if (!read_only_ && healthy()) permit_unchecked(db_->SyncWAL(), "SyncWAL at close");
     permit_unchecked(db_->Close(), "Close");
     delete db_;
   }
@@ -70,13 +71,14 @@ class RocksStore final : public KvStore {
     }
     rocksdb::WriteOptions wo;
     wo.sync = sync;
+    if (failed_.load()) {
+      std::lock_guard lk(mu_);
+      if (failed_.load() && !resume_locked()) return Errno{failed_errno_.load()};
+    }
     rocksdb::Status s = db_->Write(wo, &batch);
     if (!s.ok()) {
-      // A previous error may have stopped writes: try to resume once.
-      rocksdb::Status r = db_->Resume();
-      if (r.ok()) s = db_->Write(wo, &batch);
-    }
-    if (!s.ok()) {
+      failed_errno_.store(to_errno(s));
+      failed_.store(true);
       spdlog::error("journal write failed: {}", s.ToString());
       return Errno{to_errno(s)};
     }
@@ -107,9 +109,27 @@ class RocksStore final : public KvStore {
 
   Result<void> sync() override {
     if (read_only_) return {};
+    std::lock_guard lk(mu_);
+    // After a failed log append, SyncWAL must not run before the database has
+    // resumed (RocksDB asserts on it).
+    if (failed_.load() && !resume_locked()) return Errno{failed_errno_.load()};
     rocksdb::Status s = db_->SyncWAL();
     if (!s.ok()) return Errno{to_errno(s)};
     return {};
+  }
+
+  bool healthy() {
+    std::lock_guard lk(mu_);
+    return !failed_.load() || resume_locked();
+  }
+
+  // Tries to leave RocksDB's read-only error state (mu_ held).
+  bool resume_locked() {
+    rocksdb::Status r = db_->Resume();
+    if (!r.ok()) return false;
+    failed_.store(false);
+    spdlog::info("journal: writes resumed");
+    return true;
   }
 
   uint64_t disk_bytes() const override {
@@ -124,6 +144,11 @@ class RocksStore final : public KvStore {
   rocksdb::DB* db_;
   bool read_only_;
   std::string path_;
+  // After a failed write, every write and sync first resumes the database
+  // (under mu_, which also serialises syncs with resumption).
+  std::mutex mu_;
+  std::atomic<bool> failed_{false};
+  std::atomic<int> failed_errno_{0};
 };
 
 }  // namespace

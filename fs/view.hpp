@@ -203,7 +203,7 @@ class View {
   Result<void> permit_node(Change& c, Inode* node);
   void finish_change(Change& c, int err);
   // Starts the handle's write session if none is running (caller holds fh.mu).
-  Result<void> ensure_session(OpenFile& fh, const Caller& caller, unsigned flags);
+  Result<void> ensure_session(OpenFile& fh, const Caller& caller, OpKind kind, unsigned flags);
   void end_session(OpenFile& fh);
   // True if the view holds the object at (dirfd, name) open for writing.
   bool open_for_write(int dirfd, const std::string& name);

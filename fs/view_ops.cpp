@@ -299,9 +299,10 @@ Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const 
 // ---------------------------------------------------------------------------
 // Files
 
-Result<void> View::ensure_session(OpenFile& fh, const Caller& caller, unsigned flags) {
+Result<void> View::ensure_session(OpenFile& fh, const Caller& caller, OpKind kind, unsigned flags) {
   if (fh.session) return {};
-  auto c = std::make_unique<Change>(Change{OpKind::Write, {}, {}, caller, flags});
+  // The session's record is named by the mutation that starts it.
+  auto c = std::make_unique<Change>(Change{kind, {}, {}, caller, flags});
   if (auto r = permit_node(*c, fh.node); !r) return r;
   c->obj = ObjRef{fh.fd.get(), ""};
   c->open_for_write = true;
@@ -407,7 +408,7 @@ Result<std::pair<Entry, std::unique_ptr<OpenFile>>> View::create(Inode* parent,
 Result<size_t> View::write(OpenFile& fh, const char* buf, size_t size, off_t off,
                            const Caller& caller) {
   std::lock_guard lk(fh.mu);
-  if (auto r = ensure_session(fh, caller, 0); !r) return Errno{r.error()};
+  if (auto r = ensure_session(fh, caller, OpKind::Write, 0); !r) return Errno{r.error()};
   auto n = sys::pwrite_fd(fh.fd.get(), buf, size, off);
   if (n) {
     // Another handle may write the same file: this session's stream would
@@ -451,7 +452,8 @@ Result<void> View::fsync(OpenFile& fh, bool datasync) {
 Result<void> View::fallocate(OpenFile& fh, int mode, off_t off, off_t len, const Caller& caller) {
   if (!fh.writable) return Errno{EBADF};
   std::lock_guard lk(fh.mu);
-  if (auto r = ensure_session(fh, caller, 0); !r) return r;
+  if (auto r = ensure_session(fh, caller, OpKind::Fallocate, static_cast<unsigned>(mode)); !r)
+    return r;
   auto r = sys::fallocate_fd(fh.fd.get(), mode, off, len);
   if (r) gate_.reshaped(*fh.session);
   return r;
@@ -461,7 +463,7 @@ Result<size_t> View::copy_file_range(OpenFile& in, off_t off_in, OpenFile& out, 
                                      size_t len, unsigned flags, const Caller& caller) {
   if (!out.writable) return Errno{EBADF};
   std::lock_guard lk(out.mu);
-  if (auto r = ensure_session(out, caller, 0); !r) return Errno{r.error()};
+  if (auto r = ensure_session(out, caller, OpKind::CopyRange, flags); !r) return Errno{r.error()};
   auto r = sys::copy_range(in.fd.get(), &off_in, out.fd.get(), &off_out, len, flags);
   if (r) gate_.reshaped(*out.session);
   return r;

@@ -178,10 +178,6 @@ Result<void> JournalGate::begin(fs::Change& c) {
     if (!v) return Errno{v.error()};
     if (v->exists) r.victim = *v;
   }
-  if (c.op == OpKind::Write && !(c.flags & O_TRUNC)) {
-    // A session streams from offset 0 only if nothing precedes it.
-    s->stream_valid = true;
-  }
   if (auto w = j_.intent(r); !w) {
     drop_links(*s, j_.blobs());
     return Errno{w.error()};
@@ -231,7 +227,8 @@ void JournalGate::end(fs::Change& c, int err) {
       r.after = *a;
       if (a->exists && S_ISREG(st.st_mode)) {
         Result<Hash128> h = Errno{EIO};
-        if (c.op == OpKind::Write && s->stream_valid) {
+        bool session = c.op == OpKind::Write || c.op == OpKind::Fallocate || c.op == OpKind::CopyRange;
+        if (session && s->stream_valid) {
           // Finish the stream with whatever lies past it (a gap or a tail).
           Result<sys::UniqueFd> fd = Errno{EBADF};
           if (where.name.empty()) {

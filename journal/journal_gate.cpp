@@ -46,6 +46,15 @@ void drop_links(State& s, BlobStore* blobs) {
     blobs->unlink_if_inode(*r.victim->hash, s.victim_st.st_dev, s.victim_st.st_ino);
 }
 
+// Opens the content of an object for reading, without following a symlink
+// and without touching its atime.
+Result<sys::UniqueFd> open_content(const fs::ObjRef& ref) {
+  if (!ref.name.empty())
+    return sys::open_at(ref.dirfd, ref.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NOATIME);
+  sys::ProcPath pp(ref.dirfd);
+  return sys::open_at(AT_FDCWD, pp.c_str(), O_RDONLY | O_NOATIME);
+}
+
 }  // namespace
 
 CallerInfo caller_info(const fs::Caller& c) {
@@ -72,13 +81,7 @@ void JournalGate::remember(const struct stat& st, const Hash128& h) {
 Result<Hash128> JournalGate::hash_of(const fs::ObjRef& ref, const struct stat& st) {
   if (st.st_size == 0) return empty_hash();
   if (auto k = known_hash(st)) return *k;
-  Result<sys::UniqueFd> fd = Errno{EBADF};
-  if (ref.name.empty()) {
-    sys::ProcPath pp(ref.dirfd);
-    fd = sys::open_at(AT_FDCWD, pp.c_str(), O_RDONLY | O_NOATIME);
-  } else {
-    fd = sys::open_at(ref.dirfd, ref.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NOATIME);
-  }
+  auto fd = open_content(ref);
   if (!fd) return Errno{fd.error()};
   auto h = hash_fd(fd->get());
   if (h) remember(st, *h);
@@ -116,13 +119,7 @@ Result<ObjectState> JournalGate::capture(const fs::ObjRef& ref, bool content_ima
   if (may_link && !ref.name.empty() && st->st_nlink == 1 && blobs->same_fs(st->st_dev)) {
     h = blobs->put_link(ref.dirfd, ref.name.c_str());
   } else {
-    Result<sys::UniqueFd> fd = Errno{EBADF};
-    if (ref.name.empty()) {
-      sys::ProcPath pp(ref.dirfd);
-      fd = sys::open_at(AT_FDCWD, pp.c_str(), O_RDONLY | O_NOATIME);
-    } else {
-      fd = sys::open_at(ref.dirfd, ref.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NOATIME);
-    }
+    auto fd = open_content(ref);
     if (!fd) return Errno{fd.error()};
     h = blobs->put_copy(fd->get());
   }
@@ -230,13 +227,7 @@ void JournalGate::end(fs::Change& c, int err) {
         bool session = c.op == OpKind::Write || c.op == OpKind::Fallocate || c.op == OpKind::CopyRange;
         if (session && s->stream_valid) {
           // Finish the stream with whatever lies past it (a gap or a tail).
-          Result<sys::UniqueFd> fd = Errno{EBADF};
-          if (where.name.empty()) {
-            sys::ProcPath pp(where.dirfd);
-            fd = sys::open_at(AT_FDCWD, pp.c_str(), O_RDONLY | O_NOATIME);
-          } else {
-            fd = sys::open_at(where.dirfd, where.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NOATIME);
-          }
+          auto fd = open_content(where);
           if (fd && static_cast<uint64_t>(st.st_size) >= s->streamed) {
             auto more = hash_fd_range(fd->get(), s->streamed, s->hasher);
             if (more) h = s->hasher.digest();

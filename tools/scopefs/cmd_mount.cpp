@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <spdlog/sinks/basic_file_sink.h>
+#include <systemd/sd-daemon.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -21,6 +22,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <thread>
+#include <chrono>
 
 #include "config/config.hpp"
 #include "fs/session.hpp"
@@ -70,6 +73,11 @@ void report(int fd, const std::string& msg) {
   [[maybe_unused]] ssize_t n = ::write(fd, msg.data(), msg.size());
 }
 
+bool mount_answers(const std::string& mp) {
+  struct statfs sf {};
+  return ::statfs(mp.c_str(), &sf) == 0 && sf.f_type == 0x65735546;
+}
+
 // The daemon proper: returns the exit code. `ready_fd` gets "ok" once mounted,
 // or "error: ..." on failure before that.
 int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountArgs& args,
@@ -105,7 +113,17 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
     jgate.lifecycle("mount", cfg.mountpoint);
     report(ready_fd, "ok");
     if (ready_fd >= 0) ::close(ready_fd);
+    // systemd (Type=notify): READY=1 only once the view answers, which needs
+    // the loop below to be running: a helper thread asks and then tells.
+    std::thread notifier([&cfg] {
+      for (int i = 0; i < 500 && !mount_answers(cfg.mountpoint); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      std::string msg = "READY=1\nSTATUS=serving task " + cfg.name + " at " + cfg.mountpoint;
+      ::sd_notify(0, msg.c_str());
+    });
     int r = session.loop();
+    ::sd_notify(0, "STOPPING=1\nSTATUS=unmounting");
+    notifier.join();
     session.unmount();
     jgate.lifecycle("unmount", cfg.mountpoint);
     spdlog::info("task {}: unmounted from {} (run {})", cfg.name, cfg.mountpoint, jo.run);
@@ -120,11 +138,6 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
     state.remove_pid();
     return kExitFailure;
   }
-}
-
-bool mount_answers(const std::string& mp) {
-  struct statfs sf {};
-  return ::statfs(mp.c_str(), &sf) == 0 && sf.f_type == 0x65735546;
 }
 
 void run_mount(const MountArgs& args) {

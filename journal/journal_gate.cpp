@@ -58,9 +58,30 @@ Result<sys::UniqueFd> open_content(const fs::ObjRef& ref) {
 }  // namespace
 
 CallerInfo caller_info(const fs::Caller& c) {
+  // The process name, read from /proc once per pid and second (a busy agent
+  // makes thousands of calls per second; a pid reused within a second could
+  // show the previous process's name).
+  struct Seen {
+    std::string comm;
+    int64_t at;
+  };
+  static std::mutex mu;
+  static std::unordered_map<pid_t, Seen> cache;  // guarded by mu
+  const int64_t now = std::time(nullptr);
   CallerInfo ci{c.pid, c.uid, c.gid, {}};
+  {
+    std::lock_guard lk(mu);
+    auto it = cache.find(c.pid);
+    if (it != cache.end() && it->second.at == now) {
+      ci.comm = it->second.comm;
+      return ci;
+    }
+  }
   std::ifstream in("/proc/" + std::to_string(c.pid) + "/comm");
   if (in) std::getline(in, ci.comm);
+  std::lock_guard lk(mu);
+  if (cache.size() > 4096) cache.clear();
+  cache[c.pid] = Seen{ci.comm, now};
   return ci;
 }
 

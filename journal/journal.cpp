@@ -179,9 +179,20 @@ Result<void> Journal::append(Record& r) {
 
 bool Journal::has_space() {
   if (state_dir_.empty() || low_water_ == 0) return true;
+  // Asked before every change: look at the filesystem at most every 50 ms
+  // while there is plenty of room, at every call once it gets close.
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  int64_t now_ms = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+  if (now_ms - space_checked_ms_.load(std::memory_order_relaxed) < 50 &&
+      space_plenty_.load(std::memory_order_relaxed))
+    return true;
   struct statvfs sv {};
   if (::statvfs(state_dir_.c_str(), &sv) != 0) return true;
-  return static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize >= low_water_;
+  uint64_t avail = static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize;
+  space_plenty_.store(avail >= 4 * low_water_, std::memory_order_relaxed);
+  space_checked_ms_.store(now_ms, std::memory_order_relaxed);
+  return avail >= low_water_;
 }
 
 Result<void> Journal::sync() {

@@ -93,6 +93,8 @@ class Journal {
   std::atomic<uint64_t> next_seq_{1};
   std::string state_dir_;  // empty for in-memory journals
   uint64_t low_water_ = 0;
+  std::atomic<int64_t> space_checked_ms_{0};
+  std::atomic<bool> space_plenty_{false};
   uint64_t recovered_ = 0;
 
   std::mutex sync_mu_;

@@ -247,11 +247,15 @@ void JournalGate::end(fs::Change& c, int err) {
         Result<Hash128> h = Errno{EIO};
         bool session = c.op == OpKind::Write || c.op == OpKind::Fallocate || c.op == OpKind::CopyRange;
         if (session && s->stream_valid) {
-          // Finish the stream with whatever lies past it (a gap or a tail).
-          auto fd = open_content(where);
-          if (fd && static_cast<uint64_t>(st.st_size) >= s->streamed) {
-            auto more = hash_fd_range(fd->get(), s->streamed, s->hasher);
-            if (more) h = s->hasher.digest();
+          if (static_cast<uint64_t>(st.st_size) == s->streamed) {
+            h = s->hasher.digest();  // written front to back: nothing to read
+          } else if (static_cast<uint64_t>(st.st_size) > s->streamed) {
+            // Finish the stream with whatever lies past it (a gap or a tail).
+            auto fd = open_content(where);
+            if (fd) {
+              auto more = hash_fd_range(fd->get(), s->streamed, s->hasher);
+              if (more) h = s->hasher.digest();
+            }
           }
           if (h) remember(st, *h);
         }

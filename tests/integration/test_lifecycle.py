@@ -86,3 +86,26 @@ def test_mount_as_unprivileged_user_fails_clearly(tmp_root):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0
     assert not is_fuse_mount(tmp_root / "mnt")
+
+
+def test_status_shows_mount_run_journal_and_blobs(tmp_root):
+    import json
+    cfg = make_config(tmp_root)
+    r = run("status", cfg)
+    assert r.returncode == 1 and "never mounted" in r.stderr
+    env = dict(os.environ, SCOPEFS_RUN_ID="run-for-status")
+    assert subprocess.run([SCOPEFS, "mount", str(cfg)], env=env, capture_output=True,
+                          timeout=60).returncode == 0
+    try:
+        (tmp_root / "mnt" / "f.txt").write_text("changed\n")
+        s = json.loads(run("status", cfg, "--json").stdout)
+        assert s["mounted"] is True and s["daemon_pid"] > 0
+        assert s["last_run"] == "run-for-status"
+        assert s["records_by_state"].get("applied", 0) >= 2  # mount + write
+        assert s["blobs"] == 1  # the before-image of f.txt
+    finally:
+        assert run("unmount", cfg).returncode == 0
+    s = json.loads(run("status", cfg, "--json").stdout)
+    assert s["mounted"] is False and s["daemon_pid"] is None
+    text = run("status", cfg).stdout
+    assert "not mounted" in text and "before-images" in text

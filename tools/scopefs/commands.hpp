@@ -23,6 +23,7 @@ void setup_check(CLI::App& app);
 void setup_mount(CLI::App& app);
 void setup_unmount(CLI::App& app);
 void setup_log(CLI::App& app);
+void setup_status(CLI::App& app);
 
 // A config file, task name or state directory → the state directory.
 std::string state_dir_of(const std::string& arg);

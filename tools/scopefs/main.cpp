@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   setup_mount(app);
   setup_unmount(app);
   setup_log(app);
+  setup_status(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

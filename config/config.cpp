@@ -7,7 +7,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
@@ -183,8 +182,10 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
   } else {
     ck.only_keys(*task, {"name", "mountpoint", "state_dir", "agent_user"}, "[task]");
     if (auto name = ck.string_key(*task, "name", task->source(), true, "[task]")) {
-      static const std::regex kName("[A-Za-z0-9_.-]+");
-      if (!std::regex_match(*name, kName) || *name == "." || *name == "..")
+      static constexpr std::string_view kNameChars =
+          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
+      if (name->empty() || name->find_first_not_of(kNameChars) != std::string::npos ||
+          *name == "." || *name == "..")
         ck.error(task->get("name")->source(),
                  "task name '" + *name + "' must match [A-Za-z0-9_.-]+ (and not be '.' or '..')");
       cfg.name = *name;

@@ -4,6 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <limits>
+#include <type_traits>
+
 namespace scopefs::journal {
 
 using nlohmann::json;
@@ -41,6 +44,68 @@ std::optional<uint64_t> seq_of_key(std::string_view key) {
 
 namespace {
 
+// Typed reads that refuse (throw, hence EBADMSG) values of the wrong kind or
+// out of range, instead of converting them (a float into an integer field is
+// undefined behaviour in the conversion).
+template <typename T>
+T int_field(const json& j, const char* key) {
+  const json& v = j.at(key);
+  if (!v.is_number_integer()) throw std::runtime_error("not an integer");
+  if constexpr (std::is_unsigned_v<T>) {
+    if (!v.is_number_unsigned()) throw std::runtime_error("negative");
+    auto u = v.get<uint64_t>();
+    if (u > std::numeric_limits<T>::max()) throw std::runtime_error("out of range");
+    return static_cast<T>(u);
+  } else {
+    if (v.is_number_unsigned()) {
+      auto u = v.get<uint64_t>();
+      if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) throw std::runtime_error("out of range");
+      return static_cast<T>(u);
+    }
+    auto i = v.get<int64_t>();
+    if (i < std::numeric_limits<T>::min() || i > std::numeric_limits<T>::max())
+      throw std::runtime_error("out of range");
+    return static_cast<T>(i);
+  }
+}
+
+std::string str_field(const json& j, const char* key) {
+  const json& v = j.at(key);
+  if (!v.is_string()) throw std::runtime_error("not a string");
+  return v.get<std::string>();
+}
+
+// Builds the DOM from CBOR, refusing nesting deeper than records ever have
+// (the reader recurses once per level: unbounded depth would exhaust the stack).
+class DepthLimitedSax {
+ public:
+  explicit DepthLimitedSax(json& out) : dom_(out, false) {}
+  bool null() { return dom_.null(); }
+  bool boolean(bool v) { return dom_.boolean(v); }
+  bool number_integer(json::number_integer_t v) { return dom_.number_integer(v); }
+  bool number_unsigned(json::number_unsigned_t v) { return dom_.number_unsigned(v); }
+  bool number_float(json::number_float_t v, const json::string_t& s) { return dom_.number_float(v, s); }
+  bool string(json::string_t& v) { return dom_.string(v); }
+  bool binary(json::binary_t& v) { return dom_.binary(v); }
+  bool start_object(std::size_t n) { return ++depth_ <= kMaxDepth && dom_.start_object(n); }
+  bool key(json::string_t& k) { return dom_.key(k); }
+  bool end_object() {
+    --depth_;
+    return dom_.end_object();
+  }
+  bool start_array(std::size_t n) { return ++depth_ <= kMaxDepth && dom_.start_array(n); }
+  bool end_array() {
+    --depth_;
+    return dom_.end_array();
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) { return false; }
+
+ private:
+  static constexpr int kMaxDepth = 8;
+  nlohmann::detail::json_sax_dom_parser<json> dom_;
+  int depth_ = 0;
+};
+
 json state_json(const ObjectState& o) {
   json j = {{"exists", o.exists}};
   if (!o.exists) return j;
@@ -58,21 +123,25 @@ json state_json(const ObjectState& o) {
 
 ObjectState state_from(const json& j) {
   ObjectState o;
+  if (!j.is_object() || !j.at("exists").is_boolean()) throw std::runtime_error("bad state");
   o.exists = j.at("exists").get<bool>();
   if (!o.exists) return o;
-  o.type = j.at("type").get<std::string>();
-  o.size = j.at("size").get<uint64_t>();
-  o.mode = j.at("mode").get<uint32_t>();
-  o.uid = j.at("uid").get<uint32_t>();
-  o.gid = j.at("gid").get<uint32_t>();
-  o.mtime_ns = j.at("mtime").get<int64_t>();
+  o.type = str_field(j, "type");
+  o.size = int_field<uint64_t>(j, "size");
+  o.mode = int_field<uint32_t>(j, "mode");
+  o.uid = int_field<uint32_t>(j, "uid");
+  o.gid = int_field<uint32_t>(j, "gid");
+  o.mtime_ns = int_field<int64_t>(j, "mtime");
   if (j.contains("hash")) {
     Hash128 h;
-    if (!Hash128::parse(j.at("hash").get<std::string>(), h)) throw std::runtime_error("bad hash");
+    if (!Hash128::parse(str_field(j, "hash"), h)) throw std::runtime_error("bad hash");
     o.hash = h;
   }
-  o.blob = j.value("blob", false);
-  o.target = j.value("target", std::string());
+  if (j.contains("blob")) {
+    if (!j.at("blob").is_boolean()) throw std::runtime_error("bad blob flag");
+    o.blob = j.at("blob").get<bool>();
+  }
+  if (j.contains("target")) o.target = str_field(j, "target");
   return o;
 }
 
@@ -104,23 +173,29 @@ Result<Record> decode_record(std::string_view value) {
   if (value.empty()) return Errno{EBADMSG};
   if (static_cast<uint8_t>(value[0]) != kSchemaVersion) return Errno{EPROTO};
   try {
-    json j = json::from_cbor(value.substr(1));
+    json j;
+    DepthLimitedSax sax(j);
+    std::string_view body = value.substr(1);
+    if (!json::sax_parse(body.begin(), body.end(), &sax, nlohmann::detail::input_format_t::cbor) ||
+        !j.is_object())
+      return Errno{EBADMSG};
     Record r;
-    r.seq = j.at("seq").get<uint64_t>();
-    r.time_ns = j.at("t").get<int64_t>();
-    r.task = j.at("task").get<std::string>();
-    r.run = j.at("run").get<std::string>();
-    r.op = j.at("op").get<std::string>();
-    r.path = j.at("path").get<std::string>();
-    r.path2 = j.value("path2", std::string());
-    r.flags = j.at("flags").get<uint32_t>();
-    auto st = parse_state(j.at("state").get<std::string>());
+    r.seq = int_field<uint64_t>(j, "seq");
+    r.time_ns = int_field<int64_t>(j, "t");
+    r.task = str_field(j, "task");
+    r.run = str_field(j, "run");
+    r.op = str_field(j, "op");
+    r.path = str_field(j, "path");
+    if (j.contains("path2")) r.path2 = str_field(j, "path2");
+    r.flags = int_field<uint32_t>(j, "flags");
+    auto st = parse_state(str_field(j, "state"));
     if (!st) return Errno{EBADMSG};
     r.state = *st;
-    r.err = j.at("err").get<int32_t>();
+    r.err = int_field<int32_t>(j, "err");
     const json& c = j.at("caller");
-    r.caller = CallerInfo{c.at("pid").get<int32_t>(), c.at("uid").get<uint32_t>(),
-                          c.at("gid").get<uint32_t>(), c.at("comm").get<std::string>()};
+    if (!c.is_object()) return Errno{EBADMSG};
+    r.caller = CallerInfo{int_field<int32_t>(c, "pid"), int_field<uint32_t>(c, "uid"),
+                          int_field<uint32_t>(c, "gid"), str_field(c, "comm")};
     if (j.contains("before")) r.before = state_from(j.at("before"));
     if (j.contains("after")) r.after = state_from(j.at("after"));
     if (j.contains("victim")) r.victim = state_from(j.at("victim"));
@@ -130,7 +205,11 @@ Result<Record> decode_record(std::string_view value) {
   }
 }
 
-std::string record_json(const Record& r) { return to_json(r).dump(); }
+// File names need not be UTF-8: invalid bytes print as U+FFFD rather than
+// making the whole line fail.
+std::string record_json(const Record& r) {
+  return to_json(r).dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 ObjectState object_state(const struct stat& st) {
   ObjectState o;

@@ -6,7 +6,9 @@ namespace scopefs::fs::ops {
 void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   (void)ino;
   checked(req, "read", [&] {
-    fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+    fuse_bufvec buf{};
+    buf.count = 1;
+    buf.buf[0].size = size;
     buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
     buf.buf[0].fd = file(fi)->fd.get();
     buf.buf[0].pos = off;

@@ -16,7 +16,9 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fus
       data = static_cast<const char*>(bufv->buf[0].mem);
     } else {
       copy.resize(total);
-      fuse_bufvec dst = FUSE_BUFVEC_INIT(total);
+      fuse_bufvec dst{};
+      dst.count = 1;
+      dst.buf[0].size = total;
       dst.buf[0].mem = copy.data();
       ssize_t n = fuse_buf_copy(&dst, bufv, static_cast<fuse_buf_copy_flags>(0));
       if (n < 0) {

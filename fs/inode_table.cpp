@@ -120,6 +120,7 @@ void InodeTable::relink(const InodeKey& key, Inode* from, std::string_view name,
   if (it == map_.end() || it->second->pinned) return;
   Inode* node = it->second.get();
   link_locked(node, to, newname);  // now at the front
+  node->access_gen.store(UINT64_MAX, std::memory_order_release);  // its path changed
   auto& links = node->links_;
   for (size_t i = 1; i < links.size(); ++i) {
     if (links[i].parent == from && links[i].name == name) {
@@ -138,6 +139,7 @@ void InodeTable::unlink_name(const InodeKey& key, Inode* parent, std::string_vie
   for (size_t i = 0; i < node->links_.size(); ++i) {
     if (node->links_[i].parent == parent && node->links_[i].name == name) {
       drop_link_locked(node, i);
+      node->access_gen.store(UINT64_MAX, std::memory_order_release);  // its path may change
       return;
     }
   }

@@ -185,10 +185,9 @@ Result<void> View::permit_node(Change& c, Inode* node) {
   return permit(c, access_of(node));
 }
 
-bool View::open_for_write(int dirfd, const std::string& name) {
-  auto st = sys::stat_at(dirfd, name.c_str(), AT_SYMLINK_NOFOLLOW);
-  if (!st || !S_ISREG(st->st_mode)) return false;
-  return table_.known_with(InodeKey{st->st_dev, st->st_ino},
+bool View::open_for_write(const struct stat& st) {
+  if (!S_ISREG(st.st_mode)) return false;
+  return table_.known_with(InodeKey{st.st_dev, st.st_ino},
                            [](const Inode& n) { return n.open_writers.load() > 0; });
 }
 
@@ -305,12 +304,13 @@ Result<Entry> View::lookup(Inode* parent, std::string_view name) {
     return Entry{child, *st};
   }
   if (!parent->is_dir()) return Errno{ENOTDIR};
-  std::string path = child_path(parent, name);
-  if (child_access(parent, path) == Access::Hide) return Errno{ENOENT};
-  return lookup_real(parent, name);
+  Access level = child_access(parent, child_path(parent, name));
+  if (level == Access::Hide) return Errno{ENOENT};
+  return lookup_real(parent, name, level);
 }
 
-Result<Entry> View::lookup_real(Inode* parent, std::string_view name) {
+Result<Entry> View::lookup_real(Inode* parent, std::string_view name,
+                                std::optional<Access> level) {
   uint64_t gen = policy_gen_.load(std::memory_order_acquire);
   auto pfd = path_fd(parent);
   if (!pfd) return Errno{pfd.error()};
@@ -361,7 +361,7 @@ Result<Entry> View::lookup_real(Inode* parent, std::string_view name) {
     }
   }
   // Cache the level for the name it was reached by.
-  Access a = child_access(parent, child_path(parent, name));
+  Access a = level ? *level : child_access(parent, child_path(parent, name));
   node->access.store(a, std::memory_order_relaxed);
   node->access_gen.store(gen, std::memory_order_release);
   Entry e{node, *st};

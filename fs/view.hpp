@@ -30,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -190,7 +191,9 @@ class View {
   Result<FdRef> path_fd(Inode* node);
   Result<FdRef> reopen(Inode* node);
   int mount_fd_for(int mount_id);
-  Result<Entry> lookup_real(Inode* parent, std::string_view name);
+  // `level`: the child's access level when the caller already knows it.
+  Result<Entry> lookup_real(Inode* parent, std::string_view name,
+                            std::optional<Access> level = std::nullopt);
   Access child_access(Inode* parent, std::string_view child_path);
   std::string child_path(Inode* parent, std::string_view name) const;
   ino_t report_ino(dev_t dev, ino_t ino);
@@ -205,8 +208,8 @@ class View {
   // Starts the handle's write session if none is running (caller holds fh.mu).
   Result<void> ensure_session(OpenFile& fh, const Caller& caller, OpKind kind, unsigned flags);
   void end_session(OpenFile& fh);
-  // True if the view holds the object at (dirfd, name) open for writing.
-  bool open_for_write(int dirfd, const std::string& name);
+  // True if the view holds the object `st` describes open for writing.
+  bool open_for_write(const struct stat& st);
   Result<bool> subtree_levels_equal(int dirfd, const std::string& from, const std::string& to,
                                     Access bind_default, size_t& budget);
   const std::vector<gid_t>* caller_groups(const Caller& caller, std::vector<gid_t>& storage);

@@ -118,7 +118,7 @@ Result<void> View::unlink(Inode* parent, std::string_view name, const Caller& ca
   std::string n(name);
   c.obj = ObjRef{(*pfd)->get(), n};
   auto st = sys::stat_at((*pfd)->get(), n.c_str(), AT_SYMLINK_NOFOLLOW);
-  c.open_for_write = open_for_write((*pfd)->get(), n);
+  c.open_for_write = st && open_for_write(*st);
   if (auto b = gate_.begin(c); !b) return b;
   auto r = sys::unlink_at((*pfd)->get(), n.c_str(), 0);
   finish_change(c, r.error());
@@ -204,7 +204,8 @@ Result<void> View::rename(Inode* parent, std::string_view name, Inode* newparent
     }
     return {};
   };
-  bool moves_dir = S_ISDIR(src->st_mode) || ((flags & RENAME_EXCHANGE) && dst && S_ISDIR(dst->st_mode));
+  const bool moves_dir =
+      S_ISDIR(src->st_mode) || ((flags & RENAME_EXCHANGE) && dst && S_ISDIR(dst->st_mode));
   if (S_ISDIR(src->st_mode))
     if (auto r = check_subtree((*pfd)->get(), n, c.path, c.path2); !r) return r;
   if ((flags & RENAME_EXCHANGE) && dst && S_ISDIR(dst->st_mode))
@@ -212,7 +213,7 @@ Result<void> View::rename(Inode* parent, std::string_view name, Inode* newparent
 
   c.obj = ObjRef{(*pfd)->get(), n};
   c.obj2 = ObjRef{(*npfd)->get(), nn};
-  c.open_for_write = dst && open_for_write((*npfd)->get(), nn);
+  c.open_for_write = dst && open_for_write(*dst);
   if (auto b = gate_.begin(c); !b) return b;
   auto r = sys::rename_at2((*pfd)->get(), n.c_str(), (*npfd)->get(), nn.c_str(), flags);
   finish_change(c, r.error());
@@ -226,10 +227,11 @@ Result<void> View::rename(Inode* parent, std::string_view name, Inode* newparent
     if (dst) table_.unlink_name(InodeKey{dst->st_dev, dst->st_ino}, newparent, newname);
     table_.relink(src_key, parent, name, newparent, newname);
   }
-  // Any rename changes the view paths of a node, and of a subtree for
-  // directories: cached levels are recomputed on next use.
-  (void)moves_dir;
-  policy_gen_.fetch_add(1, std::memory_order_acq_rel);
+  // The moved inodes' cached levels were reset by relink(); a directory
+  // also moves the view paths of its whole subtree: every cached level is
+  // then recomputed on next use. (A file rename, e.g. each atomic save,
+  // leaves the other inodes' caches alone.)
+  if (moves_dir) policy_gen_.fetch_add(1, std::memory_order_acq_rel);
   return {};
 }
 
@@ -556,7 +558,7 @@ Result<void> View::readdir(DirHandle& dh, int64_t off, bool plus,
       if (a == Access::Hide) {
         skip = true;
       } else if (plus) {
-        auto ent = lookup_real(dh.node, e.name);
+        auto ent = lookup_real(dh.node, e.name, a);
         if (!ent) {
           skip = true;  // vanished meanwhile
         } else {

@@ -17,7 +17,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <optional>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "fs/result.hpp"
 
@@ -78,6 +81,20 @@ struct Change {
   ObjRef obj2;         // rename/link destination
   bool open_for_write = false;  // the view holds the object open for writing
   std::unique_ptr<GateState> state;
+
+  // Held changes (fs/stage.hpp): the real tree is not touched; obj/obj2
+  // name the overlay's objects. `held_image`: the object is already an
+  // upper copy whose content the change destroys (keep a before-image for
+  // reject). At end(), `stage_undo` holds the overlay keys the change set
+  // with their old values, `stage_redo` their new values (written with the
+  // record), `stage_touch` the keys of the objects it depends on.
+  bool held = false;
+  bool held_image = false;
+  std::vector<std::pair<std::string, std::optional<std::string>>> stage_undo;
+  std::vector<std::pair<std::string, std::optional<std::string>>> stage_redo;
+  std::vector<std::string> stage_touch;
+  std::optional<std::string> xattr_value;   // setxattr: the new value
+  std::optional<std::string> xattr_before;  // setxattr/removexattr: the old value
 };
 
 class ChangeGate {

@@ -177,4 +177,21 @@ size_t InodeTable::size() const {
   return map_.size();
 }
 
+std::vector<std::pair<Inode*, std::string>> InodeTable::names_of(const InodeKey& key) const {
+  std::lock_guard lk(mu_);
+  std::vector<std::pair<Inode*, std::string>> out;
+  auto it = map_.find(key);
+  if (it == map_.end()) return out;
+  for (const auto& l : it->second->links_) out.emplace_back(l.parent, l.name);
+  return out;
+}
+
+bool InodeTable::with(const InodeKey& key, const std::function<void(Inode&)>& fn) {
+  std::lock_guard lk(mu_);
+  auto it = map_.find(key);
+  if (it == map_.end()) return false;
+  fn(*it->second);
+  return true;
+}
+
 }  // namespace scopefs::fs

@@ -82,6 +82,10 @@ class Inode {
   // Handles open for writing through the view.
   std::atomic<int> open_writers{0};
 
+  // Held changes: the number of the object's upper copy in the stage
+  // (fs/stage.hpp), 0 while the view shows the real object.
+  std::atomic<uint64_t> upper{0};
+
   // keep_cache bookkeeping: mtime (ns) and size seen at the last open/release.
   std::atomic<int64_t> cache_mtime_ns{-1};
   std::atomic<int64_t> cache_size{-1};
@@ -143,6 +147,12 @@ class InodeTable {
   std::pair<Inode*, std::string> parent_and_name(const Inode* node) const;
 
   size_t size() const;
+
+  // Runs `fn` on the inode known by `key` (if any) under the table's lock;
+  // `fn` must not block. Returns whether one was found.
+  bool with(const InodeKey& key, const std::function<void(Inode&)>& fn);
+  // The (parent, name) links of the inode known by `key`.
+  std::vector<std::pair<Inode*, std::string>> names_of(const InodeKey& key) const;
 
  private:
   void link_locked(Inode* node, Inode* parent, std::string_view name);

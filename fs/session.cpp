@@ -77,6 +77,13 @@ void Session::mount() {
   if (fuse_session_mount(se_, mountpoint_.c_str()) != 0)
     throw std::runtime_error("cannot mount at " + mountpoint_ + " (is /dev/fuse available?)");
   mounted_ = true;
+  // Approve/reject/rollback change what the view shows: the kernel drops
+  // what it caches about those names and objects.
+  fuse_session* se = se_;
+  view_.notify_entry = [se](uint64_t parent, const std::string& name) {
+    fuse_lowlevel_notify_inval_entry(se, parent, name.c_str(), name.size());
+  };
+  view_.notify_inode = [se](uint64_t node) { fuse_lowlevel_notify_inval_inode(se, node, 0, 0); };
 }
 
 int Session::loop() {
@@ -90,6 +97,8 @@ int Session::loop() {
 }
 
 void Session::unmount() {
+  view_.notify_entry = nullptr;
+  view_.notify_inode = nullptr;
   if (mounted_ && se_) {
     fuse_session_unmount(se_);
     mounted_ = false;

@@ -19,7 +19,7 @@ bool is_dot(std::string_view n) { return n == "." || n == ".."; }
 }  // namespace
 
 View::View(const config::TaskConfig& cfg, ChangeGate& gate, ViewOptions opts)
-    : cfg_(cfg), gate_(gate), opts_(opts), fds_(opts.fd_cache_capacity) {
+    : cfg_(cfg), gate_(gate), stage_(opts.stage), opts_(opts), fds_(opts.fd_cache_capacity) {
   ::clock_gettime(CLOCK_REALTIME, &mount_time_);
 }
 
@@ -67,6 +67,7 @@ void View::open() {
     auto fdref = std::make_shared<const sys::UniqueFd>(std::move(fd).value());
     b.root_fd = fdref;
     auto h = sys::handle_of(fdref->get());
+    if (h) b.mount_id = h->mount_id;
     if (h) {
       // open_by_handle_at refuses O_PATH fds as its mount anchor.
       auto anchor = sys::open_at(fdref->get(), ".", O_RDONLY | O_DIRECTORY);
@@ -165,7 +166,9 @@ Result<void> View::permit(Change& c, Access level) {
   switch (level) {
     case Access::Hide: return deny(c, EACCES);
     case Access::Read: return deny(c, EROFS);
-    case Access::Stage: return deny(c, EROFS);  // held changes: not yet supported
+    case Access::Stage:
+      if (!stage_) return deny(c, EROFS);  // no overlay (unit tests)
+      break;
     case Access::Write: break;
   }
   return {};
@@ -223,12 +226,16 @@ Result<FdRef> View::reopen(Inode* node) {
   return FdRef(std::make_shared<const sys::UniqueFd>(std::move(fd).value()));
 }
 
+bool View::upper_backed(const Inode* node) const {
+  return node->key().dev == kUpperDev || (node->upper.load(std::memory_order_acquire) && !node->is_dir());
+}
+
 Result<FdRef> View::path_fd(Inode* node) {
   if (node->synthetic()) return Errno{EPERM};
   const Bind& b = binds_[static_cast<size_t>(node->bind())];
   if (node == b.root) return b.root_fd;
   if (FdRef fd = fds_.get(node->serial())) return fd;
-  auto fd = reopen(node);
+  auto fd = upper_backed(node) ? open_upper_path(node) : reopen(node);
   if (!fd) return fd;
   fds_.put(node->serial(), *fd);
   return fd;
@@ -265,23 +272,43 @@ struct stat View::synthetic_attr(const Inode* node) const {
   return st;
 }
 
+Result<FdRef> View::open_upper_path(Inode* node) {
+  uint64_t n = node->key().dev == kUpperDev ? node->key().ino : node->upper.load();
+  auto u = sys::open_at(stage_->obj_dirfd(), StageLayer::upper_name(n).c_str(), O_PATH | O_NOFOLLOW);
+  if (!u) return Errno{u.error()};
+  return FdRef(std::make_shared<const sys::UniqueFd>(std::move(u).value()));
+}
+
+Result<FdRef> View::attr_fd(Inode* node) {
+  uint64_t n = node->upper.load(std::memory_order_acquire);
+  if (n && node->is_dir() && node->key().dev != kUpperDev) {
+    auto u = sys::open_at(stage_->obj_dirfd(), StageLayer::upper_name(n).c_str(), O_PATH | O_NOFOLLOW);
+    if (!u) return Errno{u.error()};
+    return FdRef(std::make_shared<const sys::UniqueFd>(std::move(u).value()));
+  }
+  return path_fd(node);
+}
+
 Result<struct stat> View::getattr(Inode* node, const OpenFile* fh) {
   if (node->synthetic()) return synthetic_attr(node);
   Result<struct stat> st = Errno{EIO};
   if (fh) {
     st = sys::stat_fd(fh->fd.get());
   } else {
-    auto fd = path_fd(node);
+    auto fd = attr_fd(node);
     if (!fd) return Errno{fd.error()};
     st = sys::stat_fd((*fd)->get());
   }
-  if (st) fix_attr(*st);
+  if (st) {
+    fix_attr(*st);
+    if (stage_) stage_fix(node, *st);
+  }
   return st;
 }
 
 Result<std::string> View::readlink(Inode* node) {
   if (node->synthetic()) return Errno{EINVAL};
-  auto fd = path_fd(node);
+  auto fd = attr_fd(node);
   if (!fd) return Errno{fd.error()};
   return sys::readlink_at((*fd)->get(), "");
 }
@@ -306,6 +333,20 @@ Result<Entry> View::lookup(Inode* parent, std::string_view name) {
   if (!parent->is_dir()) return Errno{ENOTDIR};
   Access level = child_access(parent, child_path(parent, name));
   if (level == Access::Hide) return Errno{ENOENT};
+  if (stage_ && (parent->key().dev == kUpperDev || stage_->active())) {
+    std::optional<StageEntry> e;
+    bool lower = true;
+    {
+      std::lock_guard lk(stage_->mu());
+      if (const StageEntry* se = stage_->entry(obj_id(parent), name)) e = *se;
+      if (!e) lower = lower_visible(parent);
+    }
+    if (e) {
+      if (e->whiteout) return Errno{ENOENT};
+      return stage_lookup(parent, name, *e, level);
+    }
+    if (!lower) return Errno{ENOENT};
+  }
   return lookup_real(parent, name, level);
 }
 
@@ -364,6 +405,27 @@ Result<Entry> View::lookup_real(Inode* parent, std::string_view name,
   Access a = level ? *level : child_access(parent, child_path(parent, name));
   node->access.store(a, std::memory_order_relaxed);
   node->access_gen.store(gen, std::memory_order_release);
+  if (stage_ && stage_->active()) {
+    // An object with an upper copy shows the copy.
+    uint64_t up = 0;
+    {
+      std::lock_guard lk(stage_->mu());
+      if (const StageObj* o = stage_->obj(obj_id(node))) up = o->upper;
+    }
+    if (up != node->upper.load()) {
+      node->upper.store(up);
+      fds_.erase(node->serial());
+    }
+    if (up) {
+      auto st2 = getattr(node, nullptr);
+      if (!st2) return Errno{st2.error()};
+      return Entry{node, *st2};
+    }
+    Entry e{node, *st};
+    fix_attr(e.attr);
+    stage_fix(node, e.attr);
+    return e;
+  }
   Entry e{node, *st};
   fix_attr(e.attr);
   return e;

@@ -40,6 +40,7 @@
 #include "fs/fd_cache.hpp"
 #include "fs/inode_table.hpp"
 #include "fs/result.hpp"
+#include "fs/stage.hpp"
 #include "fs/sys/unique_fd.hpp"
 
 namespace scopefs::fs {
@@ -60,6 +61,10 @@ struct OpenFile {
   // the streaming hash sees them in order.
   std::mutex mu;
   std::unique_ptr<Change> session;  // guarded by mu
+  // Held writes: the handle writes the object's upper copy; `stage_log`
+  // has the copy-up made at open (its record is the session's).
+  bool held = false;
+  std::unique_ptr<StageLog> stage_log;  // guarded by mu
 };
 
 struct DirHandle {
@@ -72,6 +77,15 @@ struct DirHandle {
   size_t batch_pos = 0;
   int64_t next_off = 0;  // offset of batch[batch_pos]
   bool eof = false;
+  // Directories with held changes: the merged listing (lower names not
+  // replaced by the overlay, then the overlay's names), read at offset 0.
+  struct Item {
+    std::string name;
+    uint32_t type;
+    uint64_t ino;
+  };
+  bool merged = false;
+  std::vector<Item> items;
   std::mutex mu;
 };
 
@@ -99,6 +113,9 @@ struct SetattrRequest {
 
 struct ViewOptions {
   size_t fd_cache_capacity = 4096;
+  // The overlay of held changes (owned by the caller, loaded from the
+  // journal); null: `stage` access refuses changes with EROFS.
+  StageLayer* stage = nullptr;
 };
 
 class View {
@@ -174,11 +191,28 @@ class View {
   // The access level of a node (cached per policy generation).
   Access access_of(Inode* node);
 
+  // --- Held changes -----------------------------------------------------
+  StageLayer* stage() const { return stage_; }
+  ObjId obj_id(const Inode* node) const;
+  // After approve/reject changed the overlay or the real tree: refreshes
+  // the view's inodes for these objects and tells the kernel to drop what
+  // it caches about them and about these names.
+  void stage_changed(const std::vector<ObjId>& objs,
+                     const std::vector<std::pair<ObjId, std::string>>& names);
+  // True if the view holds the object open for writing.
+  bool obj_busy(const ObjId& id);
+  // Set by the FUSE layer: invalidate a kernel entry / inode (data and attrs).
+  std::function<void(uint64_t parent_nodeid, const std::string& name)> notify_entry;
+  std::function<void(uint64_t nodeid)> notify_inode;
+  // Pseudo device of upper objects' inode keys.
+  static constexpr dev_t kUpperDev = static_cast<dev_t>(-2);
+
  private:
   struct Bind {
     config::BindConfig cfg;
     FdRef root_fd;  // O_PATH of the source directory, pinned
     dev_t dev = 0;
+    int mount_id = -1;
     Inode* root = nullptr;
   };
   struct SyntheticDir {
@@ -189,6 +223,10 @@ class View {
   };
 
   Result<FdRef> path_fd(Inode* node);
+  // Attributes, xattrs, metadata changes: the upper copy if any, else path_fd.
+  Result<FdRef> attr_fd(Inode* node);
+  Result<FdRef> open_upper_path(Inode* node);
+  bool upper_backed(const Inode* node) const;
   Result<FdRef> reopen(Inode* node);
   int mount_fd_for(int mount_id);
   // `level`: the child's access level when the caller already knows it.
@@ -205,6 +243,28 @@ class View {
   Result<void> permit_child(Change& c, Inode* parent, std::string_view name);
   Result<void> permit_node(Change& c, Inode* node);
   void finish_change(Change& c, int err);
+
+  // Held changes (view_stage.cpp). The caller holds stage_->mu() where noted.
+  bool is_held(Access level, OpKind op, Inode* dir, Inode* node);
+  bool lower_visible(Inode* dir);
+  bool lower_has(Inode* dir, std::string_view name);
+  Result<Entry> stage_lookup(Inode* parent, std::string_view name, const StageEntry& e,
+                             Access level);
+  void stage_fix(Inode* node, struct stat& st);
+  Result<void> copy_up(Inode* node, StageLog& log);           // holds mu
+  void bump_nlink(Inode* node, int delta, StageLog& log);      // holds mu
+  void keep_handle(Inode* node, StageLog& log);                // holds mu
+  void remove_name(Inode* dir, std::string_view name, StageLog& log);  // holds mu
+  void stage_commit(Change& c, StageLog& log, int err);        // holds mu
+  Result<std::vector<DirHandle::Item>> list_merged(Inode* dir);
+  Result<Entry> stage_make(Inode* parent, std::string_view name, mode_t mode, dev_t rdev,
+                           const std::string* target, int open_flags, const Caller& caller,
+                           Change& c, std::unique_ptr<OpenFile>* out);
+  Result<void> stage_remove(Inode* parent, std::string_view name, bool dir, Change& c);
+  Result<void> stage_rename(Inode* parent, std::string_view name, Inode* newparent,
+                            std::string_view newname, unsigned flags, Change& c);
+  Result<Entry> stage_link(Inode* node, Inode* newparent, std::string_view newname, Change& c);
+  Result<sys::UniqueFd> open_upper(uint64_t upper, int flags);
   // Starts the handle's write session if none is running (caller holds fh.mu).
   Result<void> ensure_session(OpenFile& fh, const Caller& caller, OpKind kind, unsigned flags);
   void end_session(OpenFile& fh);
@@ -218,6 +278,7 @@ class View {
 
   const config::TaskConfig& cfg_;
   ChangeGate& gate_;
+  StageLayer* stage_ = nullptr;
   ViewOptions opts_;
   InodeTable table_;
   FdCache fds_;

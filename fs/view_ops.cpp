@@ -48,6 +48,8 @@ Result<Entry> View::mknod(Inode* parent, std::string_view name, mode_t mode, dev
   if (!valid_name(name)) return Errno{EINVAL};
   Change c{S_ISDIR(mode) ? OpKind::Mkdir : OpKind::Mknod, {}, {}, caller, static_cast<unsigned>(mode)};
   if (auto r = permit_child(c, parent, name); !r) return Errno{r.error()};
+  if (is_held(child_access(parent, c.path), c.op, parent, nullptr))
+    return stage_make(parent, name, mode, rdev, nullptr, 0, caller, c, nullptr);
   auto pfd = path_fd(parent);
   if (!pfd) return Errno{pfd.error()};
   std::string n(name);
@@ -72,6 +74,10 @@ Result<Entry> View::symlink(std::string_view target, Inode* parent, std::string_
   if (!valid_name(name)) return Errno{EINVAL};
   Change c{OpKind::Symlink, {}, std::string(target), caller, 0};
   if (auto r = permit_child(c, parent, name); !r) return Errno{r.error()};
+  if (is_held(child_access(parent, c.path), c.op, parent, nullptr)) {
+    std::string t(target);
+    return stage_make(parent, name, S_IFLNK | 0777, 0, &t, 0, caller, c, nullptr);
+  }
   auto pfd = path_fd(parent);
   if (!pfd) return Errno{pfd.error()};
   std::string n(name), t(target);
@@ -96,6 +102,7 @@ Result<Entry> View::link(Inode* node, Inode* newparent, std::string_view newname
   Access worst = config::most_restrictive(access_of(node), child_access(newparent, c.path2));
   if (auto r = permit(c, worst); !r) return Errno{r.error()};
   if (node->bind() != newparent->bind()) return Errno{EXDEV};
+  if (is_held(worst, c.op, newparent, node)) return stage_link(node, newparent, newname, c);
   auto fd = path_fd(node);
   if (!fd) return Errno{fd.error()};
   auto npfd = path_fd(newparent);
@@ -113,6 +120,8 @@ Result<Entry> View::link(Inode* node, Inode* newparent, std::string_view newname
 Result<void> View::unlink(Inode* parent, std::string_view name, const Caller& caller) {
   Change c{OpKind::Unlink, {}, {}, caller, 0};
   if (auto r = permit_child(c, parent, name); !r) return r;
+  if (is_held(child_access(parent, c.path), c.op, parent, nullptr))
+    return stage_remove(parent, name, false, c);
   auto pfd = path_fd(parent);
   if (!pfd) return Errno{pfd.error()};
   std::string n(name);
@@ -129,6 +138,8 @@ Result<void> View::unlink(Inode* parent, std::string_view name, const Caller& ca
 Result<void> View::rmdir(Inode* parent, std::string_view name, const Caller& caller) {
   Change c{OpKind::Rmdir, {}, {}, caller, 0};
   if (auto r = permit_child(c, parent, name); !r) return r;
+  if (is_held(child_access(parent, c.path), c.op, parent, nullptr))
+    return stage_remove(parent, name, true, c);
   auto pfd = path_fd(parent);
   if (!pfd) return Errno{pfd.error()};
   std::string n(name);
@@ -176,6 +187,8 @@ Result<void> View::rename(Inode* parent, std::string_view name, Inode* newparent
                                           child_access(newparent, c.path2));
   if (auto r = permit(c, worst); !r) return r;
   if (parent->bind() != newparent->bind()) return Errno{EXDEV};
+  if (is_held(worst, c.op, parent, nullptr) || is_held(worst, c.op, newparent, nullptr))
+    return stage_rename(parent, name, newparent, newname, flags, c);
 
   auto pfd = path_fd(parent);
   if (!pfd) return Errno{pfd.error()};
@@ -247,19 +260,37 @@ Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const 
                                                       : OpKind::Utimens;
   Change c{op, {}, {}, caller, static_cast<unsigned>(req.to_set)};
   if (auto r = permit_node(c, node); !r) return Errno{r.error()};
+  const bool held = is_held(access_of(node), op, nullptr, node);
+  std::unique_lock<std::recursive_mutex> slk;
+  StageLog log;
+  if (held) {
+    slk = std::unique_lock<std::recursive_mutex>(stage_->mu());
+    c.held = true;
+    c.held_image = upper_backed(node);
+    if (auto r = copy_up(node, log); !r) return Errno{r.error()};
+    stage_->touch(obj_id(node), log);
+  }
   FdRef pathfd;
   int fd = -1;
-  if (fh) {
+  if (fh && (!held || fh->held)) {
     fd = fh->fd.get();
   } else {
-    auto p = path_fd(node);
-    if (!p) return Errno{p.error()};
+    auto p = attr_fd(node);
+    if (!p) {
+      if (held) stage_commit(c, log, p.error());
+      return Errno{p.error()};
+    }
     pathfd = *p;
     fd = pathfd->get();
   }
   c.obj = ObjRef{fd, ""};
   c.open_for_write = node->open_writers.load() > 0;
-  if (auto b = gate_.begin(c); !b) return Errno{b.error()};
+  if (auto b = gate_.begin(c); !b) {
+    if (held) {
+      for (auto it = log.undo.rbegin(); it != log.undo.rend(); ++it) stage_->apply_raw(it->first, it->second);
+    }
+    return Errno{b.error()};
+  }
   Result<void> r;
   if (req.to_set & R::kMode) r = sys::chmod_fd(fd, req.mode & 07777);
   if (r && (req.to_set & (R::kUid | R::kGid))) {
@@ -276,7 +307,11 @@ Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const 
     tv[1].tv_nsec = (req.to_set & R::kMtimeNow) ? UTIME_NOW : UTIME_OMIT;
     if ((req.to_set & R::kAtime) && !(req.to_set & R::kAtimeNow)) tv[0] = req.atime;
     if ((req.to_set & R::kMtime) && !(req.to_set & R::kMtimeNow)) tv[1] = req.mtime;
-    if (node->is_symlink()) {
+    if (node->is_symlink() && upper_backed(node)) {
+      uint64_t n = node->key().dev == kUpperDev ? node->key().ino : node->upper.load();
+      r = sys::utimens_at(stage_->obj_dirfd(), StageLayer::upper_name(n).c_str(), tv,
+                          AT_SYMLINK_NOFOLLOW);
+    } else if (node->is_symlink()) {
       auto [parent, name] = table_.parent_and_name(node);
       auto pfd = parent ? path_fd(parent) : Result<FdRef>(Errno{ENOENT});
       r = pfd ? sys::utimens_at((*pfd)->get(), name.c_str(), tv, AT_SYMLINK_NOFOLLOW)
@@ -285,7 +320,12 @@ Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const 
       r = sys::utimens_fd(fd, tv);
     }
   }
-  finish_change(c, r.error());
+  if (held) {
+    stage_commit(c, log, r.error());
+    slk.unlock();  // before a handle's lock (end_session takes them the other way)
+  } else {
+    finish_change(c, r.error());
+  }
   if (r && (req.to_set & R::kSize) && fh) {
     // A truncate through a handle reshapes its write session, if any.
     auto* of = const_cast<OpenFile*>(fh);
@@ -294,7 +334,10 @@ Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const 
   }
   if (!r) return Errno{r.error()};
   auto st = sys::stat_fd(fd);
-  if (st) fix_attr(*st);
+  if (st) {
+    fix_attr(*st);
+    if (stage_) stage_fix(node, *st);
+  }
   return st;
 }
 
@@ -307,6 +350,12 @@ Result<void> View::ensure_session(OpenFile& fh, const Caller& caller, OpKind kin
   auto c = std::make_unique<Change>(Change{kind, {}, {}, caller, flags});
   if (auto r = permit_node(*c, fh.node); !r) return r;
   c->obj = ObjRef{fh.fd.get(), ""};
+  if (fh.held) {
+    c->held = true;
+    // A copy-up made by this handle's open is undone by reject; an upper
+    // copy that existed before needs its content kept.
+    c->held_image = !fh.stage_log || fh.stage_log->undo.empty();
+  }
   c->open_for_write = true;
   if (auto b = gate_.begin(*c); !b) return b;
   fh.session = std::move(c);
@@ -315,7 +364,16 @@ Result<void> View::ensure_session(OpenFile& fh, const Caller& caller, OpKind kin
 
 void View::end_session(OpenFile& fh) {
   if (!fh.session) return;
-  finish_change(*fh.session, 0);
+  if (fh.session->held) {
+    std::lock_guard lk(stage_->mu());
+    StageLog local;
+    StageLog& log = fh.stage_log ? *fh.stage_log : local;
+    stage_->touch(obj_id(fh.node), log);
+    stage_commit(*fh.session, log, 0);
+    fh.stage_log.reset();
+  } else {
+    finish_change(*fh.session, 0);
+  }
   fh.session.reset();
 }
 
@@ -330,6 +388,17 @@ Result<std::unique_ptr<OpenFile>> View::open(Inode* node, int flags, const Calle
   if (writable) {
     Change c{OpKind::Write, {}, {}, caller, static_cast<unsigned>(flags)};
     if (auto r = permit_node(c, node); !r) return Errno{r.error()};
+    if (is_held(access_of(node), OpKind::Write, nullptr, node)) {
+      // Held writes go to the object's upper copy, made now.
+      std::lock_guard lk(stage_->mu());
+      auto log = std::make_unique<StageLog>();
+      bool was_upper = upper_backed(node);
+      if (auto r = copy_up(node, *log); !r) return Errno{r.error()};
+      of->held = true;
+      of->stage_log = std::move(log);
+      c.held = true;
+      c.held_image = was_upper;
+    }
     if (flags & O_TRUNC) {
       // Truncating at open destroys content: the write session (and its
       // before-image) starts before the open.
@@ -347,7 +416,9 @@ Result<std::unique_ptr<OpenFile>> View::open(Inode* node, int flags, const Calle
   int oflags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
   Result<sys::UniqueFd> fd = Errno{EIO};
   int mfd = node->has_handle ? mount_fd_for(node->handle.mount_id) : -1;
-  if (mfd >= 0) {
+  if (upper_backed(node)) {
+    fd = open_upper(node->key().dev == kUpperDev ? node->key().ino : node->upper.load(), oflags);
+  } else if (mfd >= 0) {
     fd = sys::open_by_handle(mfd, node->handle, oflags);
     if (!fd && fd.error() == ESTALE) fd = Errno{ENOENT};
   } else {
@@ -386,6 +457,26 @@ Result<std::pair<Entry, std::unique_ptr<OpenFile>>> View::create(Inode* parent,
   if (!valid_name(name)) return Errno{EINVAL};
   Change c{OpKind::Create, {}, {}, caller, static_cast<unsigned>(flags)};
   if (auto r = permit_child(c, parent, name); !r) return Errno{r.error()};
+  if (is_held(child_access(parent, c.path), c.op, parent, nullptr)) {
+    std::unique_ptr<OpenFile> of;
+    auto e = stage_make(parent, name, S_IFREG | (mode & 07777), 0, nullptr, flags, caller, c, &of);
+    if (!e) {
+      // O_CREAT without O_EXCL opens an existing file.
+      if (e.error() == EEXIST && !(flags & O_EXCL)) {
+        auto ex = lookup(parent, name);
+        if (!ex) return Errno{ex.error()};
+        bool keep = false;
+        auto o = open(ex->node, flags & ~O_CREAT, caller, keep);
+        if (!o) {
+          forget(ex->node, 1);
+          return Errno{o.error()};
+        }
+        return std::make_pair(*ex, std::move(o).value());
+      }
+      return Errno{e.error()};
+    }
+    return std::make_pair(*e, std::move(of));
+  }
   auto pfd = path_fd(parent);
   if (!pfd) return Errno{pfd.error()};
   std::string n(name);
@@ -486,6 +577,13 @@ Result<std::unique_ptr<DirHandle>> View::opendir(Inode* node) {
   if (dh->access == Access::Hide) return Errno{ENOENT};
   if (node->synthetic()) return dh;
   if (!node->is_dir()) return Errno{ENOTDIR};
+  if (stage_ && (node->key().dev == kUpperDev || stage_->active())) {
+    std::lock_guard lk(stage_->mu());
+    const StageObj* o = stage_->obj(obj_id(node));
+    dh->merged = node->key().dev == kUpperDev || stage_->has_entries(obj_id(node)) ||
+                 (o && o->opaque);
+    if (dh->merged) return dh;
+  }
   auto p = path_fd(node);
   if (!p) return Errno{p.error()};
   auto fd = sys::open_at((*p)->get(), ".", O_RDONLY | O_DIRECTORY);
@@ -523,6 +621,41 @@ Result<void> View::readdir(DirHandle& dh, int64_t off, bool plus,
     return {};
   }
 
+  if (dh.merged) {
+    if (off == 0 || dh.items.empty()) {
+      auto items = list_merged(dh.node);
+      if (!items) return Errno{items.error()};
+      dh.items = std::move(items).value();
+    }
+    for (size_t i = static_cast<size_t>(off); i < dh.items.size() + 2; ++i) {
+      DirItem it;
+      it.next_off = static_cast<int64_t>(i + 1);
+      if (i < 2) {
+        it.name = i == 0 ? "." : "..";
+        it.attr.st_mode = S_IFDIR;
+        it.attr.st_ino = i == 0 ? report_ino(dh.node->key().dev, dh.node->key().ino) : 1;
+        if (!emit(it)) break;
+        continue;
+      }
+      const DirHandle::Item& e = dh.items[i - 2];
+      std::string path = dh.path.empty() ? e.name : dh.path + "/" + e.name;
+      auto exact = cfg_.policy.exact_access(path);
+      Access a = exact ? *exact : dh.access;
+      if (a == Access::Hide) continue;
+      it.name = e.name;
+      if (plus) {
+        auto ent = lookup(dh.node, e.name);
+        if (!ent) continue;
+        it.node = ent->node;
+        it.attr = ent->attr;
+      } else {
+        it.attr.st_ino = e.ino;
+        it.attr.st_mode = e.type << 12;
+      }
+      if (!emit(it)) break;
+    }
+    return {};
+  }
   if (off != dh.next_off || (off == 0 && dh.batch.empty() && !dh.eof)) {
     if (auto r = sys::seek_dir(dh.fd.get(), off); !r) return r;
     dh.batch.clear();
@@ -597,7 +730,7 @@ Result<struct statvfs> View::statfs(Inode* node) {
 
 Result<size_t> View::getxattr(Inode* node, const char* name, void* buf, size_t size) {
   if (node->synthetic()) return Errno{ENODATA};
-  auto p = path_fd(node);
+  auto p = attr_fd(node);
   if (!p) return Errno{p.error()};
   if (node->is_symlink()) return Errno{ENODATA};
   return sys::getxattr_fd((*p)->get(), name, buf, size);
@@ -605,7 +738,7 @@ Result<size_t> View::getxattr(Inode* node, const char* name, void* buf, size_t s
 
 Result<size_t> View::listxattr(Inode* node, char* buf, size_t size) {
   if (node->synthetic() || node->is_symlink()) return size_t{0};
-  auto p = path_fd(node);
+  auto p = attr_fd(node);
   if (!p) return Errno{p.error()};
   return sys::listxattr_fd((*p)->get(), buf, size);
 }
@@ -614,6 +747,30 @@ Result<void> View::setxattr(Inode* node, const char* name, const void* value, si
                             int flags, const Caller& caller) {
   Change c{OpKind::Setxattr, {}, name, caller, static_cast<unsigned>(flags)};
   if (auto r = permit_node(c, node); !r) return r;
+  if (is_held(access_of(node), c.op, nullptr, node)) {
+    if (node->is_symlink()) return Errno{EPERM};
+    std::lock_guard lk(stage_->mu());
+    StageLog log;
+    c.held = true;
+    if (auto r = copy_up(node, log); !r) return r;
+    stage_->touch(obj_id(node), log);
+    auto p = attr_fd(node);
+    if (!p) return Errno{p.error()};
+    c.obj = ObjRef{(*p)->get(), ""};
+    std::string old(65536, '\0');
+    if (auto g = sys::getxattr_fd((*p)->get(), name, old.data(), old.size())) {
+      old.resize(*g);
+      c.xattr_before = std::move(old);
+    }
+    c.xattr_value = std::string(static_cast<const char*>(value), size);
+    if (auto b = gate_.begin(c); !b) {
+      stage_commit(c, log, b.error());
+      return b;
+    }
+    auto r = sys::setxattr_fd((*p)->get(), name, value, size, flags);
+    stage_commit(c, log, r.error());
+    return r;
+  }
   auto p = path_fd(node);
   if (!p) return Errno{p.error()};
   c.obj = ObjRef{(*p)->get(), ""};
@@ -627,6 +784,32 @@ Result<void> View::setxattr(Inode* node, const char* name, const void* value, si
 Result<void> View::removexattr(Inode* node, const char* name, const Caller& caller) {
   Change c{OpKind::Removexattr, {}, name, caller, 0};
   if (auto r = permit_node(c, node); !r) return r;
+  if (is_held(access_of(node), c.op, nullptr, node)) {
+    if (node->is_symlink()) return Errno{EPERM};
+    std::lock_guard lk(stage_->mu());
+    StageLog log;
+    c.held = true;
+    if (auto r = copy_up(node, log); !r) return r;
+    stage_->touch(obj_id(node), log);
+    auto p = attr_fd(node);
+    if (!p) return Errno{p.error()};
+    c.obj = ObjRef{(*p)->get(), ""};
+    std::string old(65536, '\0');
+    auto g = sys::getxattr_fd((*p)->get(), name, old.data(), old.size());
+    if (!g) {
+      stage_commit(c, log, g.error());
+      return Errno{g.error()};
+    }
+    old.resize(*g);
+    c.xattr_before = std::move(old);
+    if (auto b = gate_.begin(c); !b) {
+      stage_commit(c, log, b.error());
+      return b;
+    }
+    auto r = sys::removexattr_fd((*p)->get(), name);
+    stage_commit(c, log, r.error());
+    return r;
+  }
   auto p = path_fd(node);
   if (!p) return Errno{p.error()};
   c.obj = ObjRef{(*p)->get(), ""};
@@ -640,7 +823,7 @@ Result<void> View::removexattr(Inode* node, const char* name, const Caller& call
 Result<void> View::access(Inode* node, int mask) {
   Access a = access_of(node);
   if (a == Access::Hide) return Errno{ENOENT};
-  if ((mask & W_OK) && a != Access::Write) return Errno{EROFS};
+  if ((mask & W_OK) && a != Access::Write && !(a == Access::Stage && stage_)) return Errno{EROFS};
   return {};
 }
 

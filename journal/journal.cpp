@@ -161,9 +161,95 @@ Result<void> Journal::complete(Record& r) {
   txn.put(path_index_key(r.path, r.seq), "");
   if (!r.path2.empty() && (r.op == "rename" || r.op == "link"))
     txn.put(path_index_key(r.path2, r.seq), "");
-  for (const auto* st : {&r.before, &r.victim})
+  for (const auto* st : {&r.before, &r.victim, &r.after})
     if (*st && (*st)->blob && (*st)->hash) txn.add("b/" + (*st)->hash->hex(), 1);
   return submit(txn, false);
+}
+
+uint64_t Journal::reserve_seq() { return next_seq_.fetch_add(1); }
+
+Result<void> Journal::rewrite_keys(const KvTxn& txn) { return submit(txn, false); }
+
+Result<void> Journal::complete_with(Record& r, const KvTxn& extra) {
+  KvTxn txn;
+  txn.put(record_key(r.seq), encode_record(r));
+  txn.put(path_index_key(r.path, r.seq), "");
+  for (const auto* st : {&r.before, &r.victim, &r.after})
+    if (*st && (*st)->blob && (*st)->hash) txn.add("b/" + (*st)->hash->hex(), 1);
+  for (const auto& op : extra.ops()) {
+    switch (op.kind) {
+      case KvTxn::Kind::Put: txn.put(op.key, op.value); break;
+      case KvTxn::Kind::Delete: txn.del(op.key); break;
+      case KvTxn::Kind::Add: txn.add(op.key, decode_i64(op.value)); break;
+    }
+  }
+  return submit(txn, false);
+}
+
+Result<void> Journal::append_with(Record& r, const KvTxn& extra) {
+  if (r.seq == 0) r.seq = next_seq_.fetch_add(1);
+  r.time_ns = now_ns();
+  r.task = opts_.task;
+  r.run = opts_.run;
+  KvTxn txn;
+  txn.put(record_key(r.seq), encode_record(r));
+  if (!r.path.empty()) txn.put(path_index_key(r.path, r.seq), "");
+  if (!r.path2.empty() && (r.op == "rename" || r.op == "link"))
+    txn.put(path_index_key(r.path2, r.seq), "");
+  for (const auto* st : {&r.before, &r.victim, &r.after})
+    if (*st && (*st)->blob && (*st)->hash) txn.add("b/" + (*st)->hash->hex(), 1);
+  if (r.state == RecordState::Held) txn.put(held_key(r.seq), "");
+  for (const auto& op : extra.ops()) {
+    switch (op.kind) {
+      case KvTxn::Kind::Put: txn.put(op.key, op.value); break;
+      case KvTxn::Kind::Delete: txn.del(op.key); break;
+      case KvTxn::Kind::Add: txn.add(op.key, decode_i64(op.value)); break;
+    }
+  }
+  return submit(txn, false);
+}
+
+Result<void> Journal::rewrite(const Record& r, const KvTxn& extra) {
+  KvTxn txn;
+  txn.put(record_key(r.seq), encode_record(r));
+  if (r.state == RecordState::Held)
+    txn.put(held_key(r.seq), "");
+  else
+    txn.del(held_key(r.seq));
+  for (const auto& op : extra.ops()) {
+    switch (op.kind) {
+      case KvTxn::Kind::Put: txn.put(op.key, op.value); break;
+      case KvTxn::Kind::Delete: txn.del(op.key); break;
+      case KvTxn::Kind::Add: txn.add(op.key, decode_i64(op.value)); break;
+    }
+  }
+  return submit(txn, false);
+}
+
+Result<std::vector<Record>> Journal::held() {
+  std::vector<uint64_t> seqs;
+  auto r = kv_->scan("h/", "", [&](std::string_view k, std::string_view) {
+    if (k.size() == 10) {
+      uint64_t v = 0;
+      for (size_t i = 2; i < 10; ++i) v = (v << 8) | static_cast<unsigned char>(k[i]);
+      seqs.push_back(v);
+    }
+    return true;
+  });
+  if (!r) return Errno{r.error()};
+  std::vector<Record> out;
+  for (uint64_t s : seqs) {
+    auto rec = get(s);
+    if (!rec) return Errno{rec.error()};
+    if (*rec && (*rec)->state == RecordState::Held) out.push_back(**rec);
+  }
+  return out;
+}
+
+std::string held_key(uint64_t seq) {
+  std::string k = record_key(seq);
+  k[0] = 'h';
+  return k;
 }
 
 Result<void> Journal::append(Record& r) {

@@ -4,6 +4,8 @@
 //   "r/" seq(be64)                 → record (journal/record.hpp)
 //   "p/" view path "\0" seq(be64)  → "" (index: records by path)
 //   "b/" hash hex                  → reference count (i64, merge-added)
+//   "h/" seq(be64)                 → "" (index: held changes not yet decided)
+//   "s/..."                        → the stage overlay (fs/stage.hpp)
 //   "m/..."                        → metadata (schema version)
 //
 // Write-ahead protocol: intent() stores the record with state "intent" before
@@ -61,6 +63,20 @@ class Journal {
   Result<void> complete(Record& r);
   // A record written once (denied attempts, mount/unmount).
   Result<void> append(Record& r);
+  // A record written once together with `extra` (held changes and the
+  // overlay keys they set; decisions), with its indexes and blob references.
+  // A preset r.seq (reserve_seq) is kept.
+  Result<void> append_with(Record& r, const KvTxn& extra);
+  // complete() together with `extra` (an approval and the held change's new state).
+  Result<void> complete_with(Record& r, const KvTxn& extra);
+  // A sequence number for a record written later with append_with().
+  uint64_t reserve_seq();
+  // Overlay keys alone (normalisation after approve).
+  Result<void> rewrite_keys(const KvTxn& txn);
+  // Rewrites a record (a held change's new state) together with `extra`.
+  Result<void> rewrite(const Record& r, const KvTxn& extra);
+  // Held changes not yet decided, by sequence.
+  Result<std::vector<Record>> held();
   Result<void> sync();
   // False when the state directory's filesystem is below its low-water mark:
   // new changes are then refused (ENOSPC) so that the outcomes of changes
@@ -105,5 +121,6 @@ class Journal {
 };
 
 std::string path_index_key(std::string_view path, uint64_t seq);
+std::string held_key(uint64_t seq);
 
 }  // namespace scopefs::journal

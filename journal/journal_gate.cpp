@@ -169,6 +169,31 @@ Result<void> JournalGate::begin(fs::Change& c) {
   r.flags = c.flags;
   r.caller = caller_info(c.caller);
   using fs::OpKind;
+  if (c.held) {
+    // The real tree is not touched: no intent; a before-image only of an
+    // upper copy whose content the change destroys (reject restores it).
+    bool creates = c.op == OpKind::Create || c.op == OpKind::Mknod || c.op == OpKind::Mkdir ||
+                   c.op == OpKind::Symlink;
+    if (!creates) {
+      bool image = c.held_image && (content_destroying(c.op) ||
+                                    (c.op == OpKind::Write && (c.flags & O_TRUNC)));
+      auto b = capture(c.obj, image, false, &s->before_st);
+      if (!b) return Errno{b.error()};
+      r.before = *b;
+      // Approve compares the real file with what the change was made against.
+      if (b->exists && !b->hash && S_ISREG(s->before_st.st_mode))
+        if (auto h = hash_of(c.obj, s->before_st)) r.before->hash = *h;
+    } else {
+      r.before = ObjectState{};
+    }
+    if (c.op == OpKind::Rename) {
+      auto v = capture(c.obj2, false, false, &s->victim_st);
+      if (!v) return Errno{v.error()};
+      if (v->exists) r.victim = *v;
+    }
+    c.state = std::move(s);
+    return {};
+  }
   bool creates = c.op == OpKind::Create || c.op == OpKind::Mknod || c.op == OpKind::Mkdir ||
                  c.op == OpKind::Symlink;
   if (!creates && c.op != OpKind::Link) {
@@ -222,9 +247,68 @@ void JournalGate::reshaped(fs::Change& c) {
   if (s) s->stream_valid = false;
 }
 
+void JournalGate::end_held(fs::Change& c, fs::GateState& gs, int err) {
+  Record& r = static_cast<State&>(gs).rec;
+  using fs::OpKind;
+  if (err != 0) return;  // the overlay did not change: nothing to hold
+  r.state = RecordState::Held;
+  const fs::ObjRef& where = (c.op == OpKind::Rename || c.op == OpKind::Link) ? c.obj2 : c.obj;
+  if (c.op == OpKind::Unlink || c.op == OpKind::Rmdir) {
+    r.after = ObjectState{};
+  } else {
+    struct stat st {};
+    auto a = capture(where, false, false, &st);
+    if (a) {
+      r.after = *a;
+      bool content = c.op == OpKind::Create || c.op == OpKind::Write || c.op == OpKind::Truncate ||
+                     c.op == OpKind::Fallocate || c.op == OpKind::CopyRange;
+      if (a->exists && S_ISREG(st.st_mode) && (content || !r.after->hash)) {
+        if (st.st_size == 0) {
+          r.after->hash = empty_hash();
+        } else if (content) {
+          // The held content itself, for approve: a copy (the upper file
+          // keeps changing).
+          auto fd = open_content(where);
+          Result<Hash128> h = fd ? j_.blobs()->put_copy(fd->get()) : Result<Hash128>(Errno{fd.error()});
+          if (h) {
+            r.after->hash = *h;
+            r.after->blob = true;
+          } else {
+            spdlog::error("journal: cannot keep the held content of {}: {}", r.path,
+                          std::strerror(h.error()));
+          }
+        } else if (auto h = hash_of(where, st)) {
+          r.after->hash = *h;
+        }
+      }
+      if (r.before && r.before->exists && !r.before->hash && r.after->hash && !content)
+        r.before->hash = r.after->hash;
+    }
+  }
+  r.undo = std::move(c.stage_undo);
+  r.touch = std::move(c.stage_touch);
+  r.xattr_value = std::move(c.xattr_value);
+  r.xattr_before = std::move(c.xattr_before);
+  KvTxn extra;
+  for (auto& [k, v] : c.stage_redo) {
+    if (v)
+      extra.put(k, *v);
+    else
+      extra.del(k);
+  }
+  if (auto w = j_.append_with(r, extra); !w)
+    spdlog::error("journal: cannot record held change ({} {}): {}", r.op, r.path,
+                  std::strerror(w.error()));
+}
+
 void JournalGate::end(fs::Change& c, int err) {
   auto* s = static_cast<State*>(c.state.get());
   if (!s) return;
+  if (c.held) {
+    end_held(c, *s, err);
+    c.state.reset();
+    return;
+  }
   Record& r = s->rec;
   using fs::OpKind;
   if (err != 0) {

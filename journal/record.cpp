@@ -18,13 +18,17 @@ std::string_view state_name(RecordState s) {
     case RecordState::Failed: return "failed";
     case RecordState::Denied: return "denied";
     case RecordState::Interrupted: return "interrupted";
+    case RecordState::Held: return "held";
+    case RecordState::Approved: return "approved";
+    case RecordState::Rejected: return "rejected";
   }
   return "?";
 }
 
 std::optional<RecordState> parse_state(std::string_view s) {
   for (auto st : {RecordState::Intent, RecordState::Applied, RecordState::Failed,
-                  RecordState::Denied, RecordState::Interrupted})
+                  RecordState::Denied, RecordState::Interrupted, RecordState::Held,
+                  RecordState::Approved, RecordState::Rejected})
     if (state_name(st) == s) return st;
   return std::nullopt;
 }
@@ -106,6 +110,16 @@ class DepthLimitedSax {
   int depth_ = 0;
 };
 
+json bytes(const std::string& s) {
+  return json::binary(std::vector<uint8_t>(s.begin(), s.end()));
+}
+
+std::string bytes_field(const json& v) {
+  if (!v.is_binary()) throw std::runtime_error("not bytes");
+  const auto& b = v.get_binary();
+  return std::string(b.begin(), b.end());
+}
+
 json state_json(const ObjectState& o) {
   json j = {{"exists", o.exists}};
   if (!o.exists) return j;
@@ -118,6 +132,7 @@ json state_json(const ObjectState& o) {
   if (o.hash) j["hash"] = o.hash->hex();
   if (o.blob) j["blob"] = true;
   if (!o.target.empty() || o.type == "symlink") j["target"] = o.target;
+  if (o.rdev != 0) j["rdev"] = o.rdev;
   return j;
 }
 
@@ -142,6 +157,7 @@ ObjectState state_from(const json& j) {
     o.blob = j.at("blob").get<bool>();
   }
   if (j.contains("target")) o.target = str_field(j, "target");
+  if (j.contains("rdev")) o.rdev = int_field<uint64_t>(j, "rdev");
   return o;
 }
 
@@ -155,6 +171,20 @@ json to_json(const Record& r) {
   if (r.before) j["before"] = state_json(*r.before);
   if (r.after) j["after"] = state_json(*r.after);
   if (r.victim) j["victim"] = state_json(*r.victim);
+  if (r.ref) j["ref"] = r.ref;
+  if (!r.undo.empty()) {
+    json u = json::array();
+    for (const auto& [k, v] : r.undo)
+      u.push_back(json::array({bytes(k), v ? bytes(*v) : json(nullptr)}));
+    j["undo"] = std::move(u);
+  }
+  if (!r.touch.empty()) {
+    json t = json::array();
+    for (const auto& k : r.touch) t.push_back(bytes(k));
+    j["touch"] = std::move(t);
+  }
+  if (r.xattr_value) j["xv"] = bytes(*r.xattr_value);
+  if (r.xattr_before) j["xv0"] = bytes(*r.xattr_before);
   return j;
 }
 
@@ -199,6 +229,24 @@ Result<Record> decode_record(std::string_view value) {
     if (j.contains("before")) r.before = state_from(j.at("before"));
     if (j.contains("after")) r.after = state_from(j.at("after"));
     if (j.contains("victim")) r.victim = state_from(j.at("victim"));
+    if (j.contains("ref")) r.ref = int_field<uint64_t>(j, "ref");
+    if (j.contains("undo")) {
+      const json& u = j.at("undo");
+      if (!u.is_array()) return Errno{EBADMSG};
+      for (const json& e : u) {
+        if (!e.is_array() || e.size() != 2) return Errno{EBADMSG};
+        std::optional<std::string> old;
+        if (!e[1].is_null()) old = bytes_field(e[1]);
+        r.undo.emplace_back(bytes_field(e[0]), std::move(old));
+      }
+    }
+    if (j.contains("touch")) {
+      const json& t = j.at("touch");
+      if (!t.is_array()) return Errno{EBADMSG};
+      for (const json& e : t) r.touch.push_back(bytes_field(e));
+    }
+    if (j.contains("xv")) r.xattr_value = bytes_field(j.at("xv"));
+    if (j.contains("xv0")) r.xattr_before = bytes_field(j.at("xv0"));
     return r;
   } catch (const std::exception&) {
     return Errno{EBADMSG};
@@ -207,8 +255,15 @@ Result<Record> decode_record(std::string_view value) {
 
 // File names need not be UTF-8: invalid bytes print as U+FFFD rather than
 // making the whole line fail.
+// Overlay bookkeeping (undo, touch) stays out; xattr values print as text.
 std::string record_json(const Record& r) {
-  return to_json(r).dump(-1, ' ', false, json::error_handler_t::replace);
+  json j = to_json(r);
+  j.erase("undo");
+  j.erase("touch");
+  j.erase("xv");
+  j.erase("xv0");
+  if (r.xattr_value) j["xattr_value"] = *r.xattr_value;
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 ObjectState object_state(const struct stat& st) {

@@ -12,7 +12,15 @@
 //   path    str     view path of the object; path2: second path (rename/link
 //                   target, symlink target, xattr name)
 //   flags   u32     operation flags (rename flags, open flags, setattr mask)
-//   state   str     intent | applied | failed | denied | interrupted
+//   state   str     intent | applied | failed | denied | interrupted | held |
+//                   approved | rejected
+//   ref     u64?    held change → the record of the decision on it; approve /
+//                   reject records → the held change they decide
+//   undo    array?  held changes: the overlay keys the change set, each
+//                   [key bytes, old value bytes or null] (reject restores them)
+//   touch   array?  held changes: overlay keys of the objects the change
+//                   depends on (bytes), for dependencies between changes
+//   xv, xv0 bytes?  setxattr/removexattr: the value after and before
 //   err     i32     errno of a failed or denied operation (0 otherwise)
 //   caller  map     pid, uid, gid, comm (process name)
 //   before  map?    state of the object before: see ObjectState
@@ -22,7 +30,7 @@
 // ObjectState: exists(bool), type (file|dir|symlink|fifo|chr|blk|sock), size,
 // mode (permission bits), uid, gid, mtime (ns), hash (32 hex digits, XXH3-128
 // as `xxhsum -H2` prints it; regular files), blob (bool: a before-image with
-// that hash is in the blob store), target (symlinks).
+// that hash is in the blob store), target (symlinks), rdev (devices).
 //
 // A record is first written with state "intent" before the real tree
 // changes, then rewritten under the same key with its outcome. Readers must
@@ -36,6 +44,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "fs/result.hpp"
 #include "journal/hash.hpp"
@@ -44,7 +54,16 @@ namespace scopefs::journal {
 
 constexpr uint8_t kSchemaVersion = 1;
 
-enum class RecordState : uint8_t { Intent, Applied, Failed, Denied, Interrupted };
+enum class RecordState : uint8_t {
+  Intent,
+  Applied,
+  Failed,
+  Denied,
+  Interrupted,
+  Held,
+  Approved,
+  Rejected
+};
 std::string_view state_name(RecordState s);
 std::optional<RecordState> parse_state(std::string_view s);
 
@@ -59,6 +78,7 @@ struct ObjectState {
   std::optional<Hash128> hash;
   bool blob = false;
   std::string target;
+  uint64_t rdev = 0;
   bool operator==(const ObjectState&) const = default;
 };
 
@@ -85,6 +105,11 @@ struct Record {
   std::optional<ObjectState> before;
   std::optional<ObjectState> after;
   std::optional<ObjectState> victim;
+  uint64_t ref = 0;
+  std::vector<std::pair<std::string, std::optional<std::string>>> undo;
+  std::vector<std::string> touch;
+  std::optional<std::string> xattr_value;
+  std::optional<std::string> xattr_before;
   bool operator==(const Record&) const = default;
 };
 

@@ -26,6 +26,15 @@ struct LogArgs {
   std::vector<std::string> outcomes;
 };
 
+
+std::string short_hash(const std::optional<journal::ObjectState>& o) {
+  if (!o || !o->exists) return "-";
+  if (!o->hash) return o->type == "file" ? "?" : o->type;
+  return o->hash->hex().substr(0, 12) + (o->blob ? "*" : "");
+}
+
+}  // namespace
+
 std::string fmt_time(int64_t ns) {
   time_t s = static_cast<time_t>(ns / 1000000000);
   struct tm tm {};
@@ -36,14 +45,6 @@ std::string fmt_time(int64_t ns) {
   std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>((ns / 1000000) % 1000));
   return out;
 }
-
-std::string short_hash(const std::optional<journal::ObjectState>& o) {
-  if (!o || !o->exists) return "-";
-  if (!o->hash) return o->type == "file" ? "?" : o->type;
-  return o->hash->hex().substr(0, 12) + (o->blob ? "*" : "");
-}
-
-}  // namespace
 
 // Also used by the tests' expectations of --since/--until: see docs/journal.md.
 int64_t parse_time_arg(const std::string& s) {

@@ -29,7 +29,9 @@
 #include "fs/session.hpp"
 #include "fs/view.hpp"
 #include "journal/journal.hpp"
+#include "journal/control.hpp"
 #include "journal/journal_gate.hpp"
+#include "tools/scopefs/decide_service.hpp"
 #include "journal/state_dir.hpp"
 #include "tools/scopefs/commands.hpp"
 
@@ -101,8 +103,28 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
     bool journal_off = bench && std::string(bench) == "off";
     if (journal_off) spdlog::warn("task {}: SCOPEFS_BENCH_JOURNAL=off: nothing is journaled", cfg.name);
     fs::ChangeGate& gate = journal_off ? static_cast<fs::ChangeGate&>(nogate) : jgate;
-    fs::View view(cfg, gate);
+    // The overlay of held changes, as the journal left it.
+    fs::StageLayer stage(cfg.state_dir + "/stage");
+    if (auto r = journal->kv().scan("s/", "", [&](std::string_view k, std::string_view v) {
+          stage.load_key(k, v);
+          return true;
+        });
+        !r)
+      throw std::runtime_error("cannot read the held changes from the journal");
+    fs::ViewOptions vo;
+    vo.stage = &stage;
+    fs::View view(cfg, gate, vo);
     view.open();
+    // Admin decisions while mounted: the control socket (SO_PEERCRED checked per request).
+    if (auto r = control::share_state_dir(cfg.state_dir, cfg.admin_gid); !r)
+      spdlog::warn("task {}: cannot open the state directory to the admin group: {}", cfg.name,
+                   std::strerror(r.error()));
+    control::Server control_server(
+        cfg.state_dir + "/control.sock", cfg.admin_gid,
+        [&](const nlohmann::json& req, const control::Peer& peer) {
+          return run_decision(req, peer, cfg, *journal, stage, &view);
+        });
+    control_server.start();
     fs::prepare_mountpoint(cfg.mountpoint);
     fs::SessionOptions so;
     so.entry_timeout = so.attr_timeout = so.negative_timeout = args.timeout;

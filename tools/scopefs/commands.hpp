@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace scopefs::cli {
 
 // Exit codes, the same for every subcommand.
@@ -29,5 +31,11 @@ void setup_status(CLI::App& app);
 std::string state_dir_of(const std::string& arg);
 // --since/--until values → ns since the epoch.
 int64_t parse_time_arg(const std::string& s);
+// ns since the epoch → 2026-11-25T04:50:16.487Z
+std::string fmt_time(int64_t ns);
+
+void setup_pending(CLI::App& app);
+void setup_diff(CLI::App& app);
+void setup_decide(CLI::App& app);  // approve and reject
 
 }  // namespace scopefs::cli

@@ -19,6 +19,9 @@ int main(int argc, char** argv) {
   setup_unmount(app);
   setup_log(app);
   setup_status(app);
+  setup_pending(app);
+  setup_diff(app);
+  setup_decide(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,155 @@
+// The stage: the overlay that holds changes (docs/approvals.md).
+//
+// Under `stage` access a mutation never reaches the real tree: it changes
+// the overlay, and the agent's view is the real tree plus the overlay. The
+// overlay is keyed by object *identity*, not by path, so renaming a
+// directory is one entry move whatever lies below it, and hard links keep
+// sharing one object across copy-up:
+//
+//   ObjId       an object of the view: a lower object (bind b, inode number
+//               in the bind's filesystem) or an upper object (a number of the
+//               overlay's own store).
+//   entries     (directory ObjId, name) → whiteout, or the ObjId the name
+//               now refers to. A name with no entry falls through to the
+//               lower directory (if the directory has one and is not opaque).
+//   objects     ObjId → its upper copy (number of a file, directory,
+//               symlink or node in STATE/stage/obj/, holding content,
+//               mode, owner, times and xattrs), the view's link count, and
+//               for lower objects reached through an entry, a file handle to
+//               reopen them after a remount.
+//
+// Persistence: every key lives in the journal's store under "s/"; a held
+// change's record and the keys it set are written in one transaction, and
+// the record keeps the keys' old values (undo) for `scopefs reject`.
+//
+// Concurrency: one mutex (mu()) guards the maps; the view holds it for the
+// whole of a staged mutation (lookups take it shortly).
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "fs/result.hpp"
+#include "fs/sys/unique_fd.hpp"
+
+namespace scopefs::fs {
+
+struct ObjId {
+  uint32_t bind1 = 0;  // 0: upper object; b + 1: a lower object of bind b
+  uint64_t ino = 0;    // lower: inode number; upper: object number
+  bool upper() const { return bind1 == 0; }
+  auto operator<=>(const ObjId&) const = default;
+};
+
+struct StageEntry {
+  bool whiteout = false;
+  ObjId target;
+  uint32_t type = 0;  // S_IFMT bits of the target
+  bool operator==(const StageEntry&) const = default;
+};
+
+struct StageObj {
+  uint64_t upper = 0;   // 0: no upper copy (the lower object as it is)
+  int64_t nlink = -1;   // the view's link count; -1: the object's own
+  bool opaque = false;  // directories: the lower directory's names are hidden
+  uint32_t type = 0;
+  std::string handle;   // lower objects: encoded file handle (reopen after remount)
+  bool operator==(const StageObj&) const = default;
+};
+
+// The overlay keys one change set, with their values before it.
+struct StageLog {
+  std::vector<std::pair<std::string, std::optional<std::string>>> undo;
+  std::set<std::string> touched;  // keys of the objects the change depends on
+  std::set<std::string> seen;     // keys already in undo
+};
+
+class StageLayer {
+ public:
+  // Creates STATE/stage/obj if needed; throws std::runtime_error on failure.
+  explicit StageLayer(const std::string& stage_dir);
+
+  // Loads the persisted keys (prefix "s/").
+  void load_key(std::string_view key, std::string_view value);
+
+  std::recursive_mutex& mu() { return mu_; }
+
+  // --- Queries (caller holds mu) ---------------------------------------
+  const StageEntry* entry(const ObjId& dir, std::string_view name) const;
+  const std::map<std::string, StageEntry, std::less<>>* entries(const ObjId& dir) const;
+  const StageObj* obj(const ObjId& id) const;
+  bool has_entries(const ObjId& dir) const;
+  bool empty() const { return entries_.empty() && objs_.empty(); }  // holds mu
+  // False while the overlay has never held anything (no lock: the view's fast path).
+  bool active() const { return active_.load(std::memory_order_acquire); }
+  size_t entry_count() const;
+  // Every (directory, name) with an entry that targets `id`.
+  std::vector<std::pair<ObjId, std::string>> names_of(const ObjId& id) const;
+
+  // --- Mutations (caller holds mu) -------------------------------------
+  void set_entry(const ObjId& dir, const std::string& name, std::optional<StageEntry> e,
+                 StageLog& log);
+  void set_obj(const ObjId& id, std::optional<StageObj> o, StageLog& log);
+  void touch(const ObjId& id, StageLog& log) { log.touched.insert(obj_key(id)); }
+  uint64_t new_upper();
+
+  // The current encoded value of a key (nullopt: absent).
+  std::optional<std::string> value_of(const std::string& key) const;
+  // Sets a key from its encoded value (reject, normalisation); returns false
+  // for a key that is not the stage's.
+  bool apply_raw(const std::string& key, const std::optional<std::string>& value);
+  // The persisted next upper number, for the record's transaction.
+  static constexpr const char* kNextKey = "s/n";
+  std::string next_value() const;
+
+  static std::string entry_key(const ObjId& dir, std::string_view name);
+  static std::string obj_key(const ObjId& id);
+  // Parses an entry or object key.
+  static bool parse_entry_key(std::string_view key, ObjId& dir, std::string& name);
+  static bool parse_obj_key(std::string_view key, ObjId& id);
+
+  // The upper objects' directory and names.
+  int obj_dirfd() const { return obj_dir_.get(); }
+  static std::string upper_name(uint64_t n);
+  const std::string& dir() const { return dir_; }
+  dev_t obj_dev() const { return obj_dev_; }
+
+  // Every upper object number that nothing refers to any more (no entry, no
+  // object state), for removal once no held change needs it.
+  std::vector<uint64_t> orphans() const;
+
+ private:
+  std::string dir_;
+  sys::UniqueFd obj_dir_;
+  dev_t obj_dev_ = 0;
+  mutable std::recursive_mutex mu_;
+  std::map<ObjId, std::map<std::string, StageEntry, std::less<>>> entries_;
+  std::map<ObjId, StageObj> objs_;
+  uint64_t next_upper_ = 1;
+  std::atomic<bool> active_{false};
+};
+
+std::string encode_entry(const StageEntry& e);
+std::optional<StageEntry> decode_entry(std::string_view v);
+std::string encode_obj(const StageObj& o);
+std::optional<StageObj> decode_obj(std::string_view v);
+
+// Copies a regular file's content: FICLONE, else copy_file_range, else read/write.
+Result<void> copy_content(int src, int dst);
+// Copies xattrs of `src` onto `dst` (both open fds; skips none: the view hides
+// nothing of its own in xattrs).
+Result<void> copy_xattrs(int src, int dst);
+
+}  // namespace scopefs::fs

@@ -1,0 +1,54 @@
+#include "tools/scopefs/decide_service.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include "journal/decide.hpp"
+#include "journal/journal_gate.hpp"
+
+namespace scopefs::cli {
+
+using nlohmann::json;
+
+json run_decision(const json& req, const control::Peer& peer, const config::TaskConfig& cfg,
+                  journal::Journal& j, fs::StageLayer& stage, fs::View* view) {
+  const std::string cmd = req.value("cmd", "");
+  if (cmd != "approve" && cmd != "reject") return {{"ok", false}, {"error", "unknown command " + cmd}};
+  if (auto why = control::refuse_reason(peer, cfg.agent_uid, cfg.admin_gid)) {
+    spdlog::warn("task {}: {} by uid {} (pid {}) {}", cfg.name, cmd, peer.uid, peer.pid, *why);
+    return {{"ok", false}, {"refused", true}, {"error", *why}};
+  }
+  journal::Selection sel;
+  try {
+    for (const auto& id : req.value("ids", json::array())) sel.ids.push_back(id.get<uint64_t>());
+    for (const auto& g : req.value("globs", json::array())) sel.globs.push_back(g.get<std::string>());
+    sel.all = req.value("all", false);
+  } catch (const std::exception& e) {
+    return {{"ok", false}, {"error", std::string("bad request: ") + e.what()}};
+  }
+  if (sel.empty()) return {{"ok", false}, {"error", "nothing selected"}};
+  const bool force = req.value("force", false);
+  const bool with_deps = req.value("with_deps", false);
+  journal::CallerInfo who = journal::caller_info(fs::Caller{peer.pid, peer.uid, peer.gid});
+  journal::Decider d(cfg, j, stage);
+  if (view) d.busy = [view](const fs::ObjId& id) { return view->obj_busy(id); };
+  journal::Touched touched;
+  auto rep = cmd == "approve" ? d.approve(sel, force, with_deps, who, touched)
+                              : d.reject(sel, with_deps, who, touched);
+  if (view) view->stage_changed(touched.objs, touched.names);
+  if (auto s = j.sync(); !s) spdlog::warn("task {}: journal sync after {}: {}", cfg.name, cmd, std::strerror(s.error()));
+  if (!rep) return {{"ok", false}, {"error", std::string(cmd) + " failed: " + std::strerror(rep.error())}};
+  json out = {{"ok", rep->ok()}, {"done", rep->done}, {"missing", rep->missing},
+              {"unknown", rep->unknown}, {"notes", rep->notes}};
+  json conflicts = json::array(), failed = json::array();
+  for (const auto& [id, t] : rep->conflicts) conflicts.push_back(json::array({id, t}));
+  for (const auto& [id, t] : rep->failed) failed.push_back(json::array({id, t}));
+  out["conflicts"] = conflicts;
+  out["failed"] = failed;
+  spdlog::info("task {}: {} by uid {}: {} done, {} conflicts, {} failed", cfg.name, cmd, peer.uid,
+               rep->done.size(), rep->conflicts.size(), rep->failed.size());
+  return out;
+}
+
+}  // namespace scopefs::cli

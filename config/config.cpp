@@ -1,10 +1,15 @@
 #include "config/config.hpp"
 
+#include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -140,7 +145,41 @@ unsigned content_column(const std::string& text, const toml::node& n, size_t pos
   return col;
 }
 
+// The gid of group `name`, or nullopt (errno-style code in `err`: 0 when the
+// group does not exist, else what getgrnam_r failed with).
+std::optional<gid_t> lookup_group(const std::string& name, int& err) {
+  const long hint = ::sysconf(_SC_GETGR_R_SIZE_MAX);
+  std::vector<char> buf(hint > 0 ? static_cast<size_t>(hint) : 1024);
+  for (;;) {
+    struct group gr {};
+    struct group* found = nullptr;
+    const int rc = ::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found);
+    if (rc == EINTR) continue;
+    if (rc == ERANGE && buf.size() < (size_t{1} << 24)) {
+      buf.resize(buf.size() * 2);
+      continue;
+    }
+    // glibc reports "no such group" as 0 + NULL; other libcs use ENOENT,
+    // ESRCH, EBADF or EPERM for it.
+    err = (rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM) ? 0 : rc;
+    if (rc == 0 && found) return found->gr_gid;
+    return std::nullopt;
+  }
+}
+
+constexpr std::string_view kAccessChoices = "hide, read, stage, write";
+
+std::string holdable_ops_list() {
+  std::string list;
+  for (auto op : kHoldableOps) list += (list.empty() ? "" : ", ") + std::string(op);
+  return list;
+}
+
 }  // namespace
+
+bool ApprovalConfig::holds(std::string_view op) const {
+  return std::find(hold.begin(), hold.end(), op) != hold.end();
+}
 
 std::string Diagnostic::str() const {
   std::ostringstream o;
@@ -170,7 +209,7 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
   TaskConfig cfg;
   cfg.file = file_name;
   const toml::source_region top{{1, 1}, {1, 1}, nullptr};
-  ck.only_keys(root, {"task", "bind", "rule"}, "the top level");
+  ck.only_keys(root, {"task", "bind", "rule", "approval"}, "the top level");
 
   // [task]
   const toml::table* task = root["task"].as_table();
@@ -180,7 +219,7 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
     else
       ck.error(top, "missing [task] table");
   } else {
-    ck.only_keys(*task, {"name", "mountpoint", "state_dir", "agent_user"}, "[task]");
+    ck.only_keys(*task, {"name", "mountpoint", "state_dir", "agent_user", "admin_group"}, "[task]");
     if (auto name = ck.string_key(*task, "name", task->source(), true, "[task]")) {
       static constexpr std::string_view kNameChars =
           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
@@ -217,6 +256,19 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
       } else {
         ck.error(task->get("agent_user")->source(),
                  "agent_user '" + *user + "' is not a known user name or a numeric uid");
+      }
+    }
+    if (auto group = ck.string_key(*task, "admin_group", task->source(), false, "[task]")) {
+      cfg.admin_group = *group;
+      int err = 0;
+      if (auto gid = group->empty() ? std::nullopt : lookup_group(*group, err)) {
+        cfg.admin_gid = *gid;
+      } else if (err != 0) {
+        ck.error(task->get("admin_group")->source(),
+                 "admin_group '" + *group + "' could not be looked up: " + std::strerror(err));
+      } else {
+        ck.error(task->get("admin_group")->source(),
+                 "admin_group '" + *group + "' is not a known group name");
       }
     }
   }
@@ -285,21 +337,15 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
           auto s = an->value<std::string>();
           auto a = s ? parse_access(*s) : std::nullopt;
           if (!a) {
-            ck.error(an->source(), "access must be one of hide, read, write (got " +
+            ck.error(an->source(), "access must be one of " + std::string(kAccessChoices) +
+                                       " (got " +
                                        (s ? "'" + *s + "'" : std::string("a non-string")) + ")");
-            good = false;
-          } else if (*a == Access::Stage) {
-            ck.error(an->source(),
-                     "access 'stage' (held changes) is not supported yet; use hide, read or write");
             good = false;
           } else {
             seen.cfg.access = *a;
           }
         } else {
-          ck.error(b.source(),
-                   "[[bind]] has no 'access': the default, 'stage' (held changes), is not "
-                   "supported yet; set access = \"read\" or \"write\"");
-          good = false;
+          seen.cfg.access = Access::Stage;  // the default: held changes (dry-run)
         }
         if (good) binds.push_back(std::move(seen));
       }
@@ -375,12 +421,9 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
           auto s = an->value<std::string>();
           auto a = s ? parse_access(*s) : std::nullopt;
           if (!a) {
-            ck.error(an->source(), "access must be one of hide, read, write (got " +
+            ck.error(an->source(), "access must be one of " + std::string(kAccessChoices) +
+                                       " (got " +
                                        (s ? "'" + *s + "'" : std::string("a non-string")) + ")");
-            good = false;
-          } else if (*a == Access::Stage) {
-            ck.error(an->source(),
-                     "access 'stage' (held changes) is not supported yet; use hide, read or write");
             good = false;
           } else {
             rule.access = *a;
@@ -390,6 +433,42 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
           good = false;
         }
         if (good) rules.push_back(std::move(rule));
+      }
+    }
+  }
+
+  // [approval]
+  if (const toml::node* an = root.get("approval")) {
+    const toml::table* ap = an->as_table();
+    if (!ap) {
+      ck.error(an->source(), "'approval' must be a table ([approval])");
+    } else {
+      ck.only_keys(*ap, {"hold", "max_deletes"}, "[approval]");
+      if (const toml::node* hn = ap->get("hold")) {
+        if (const toml::array* ops = hn->as_array()) {
+          for (const toml::node& el : *ops) {
+            auto op = el.value<std::string>();
+            if (op &&
+                std::find(kHoldableOps.begin(), kHoldableOps.end(), *op) != kHoldableOps.end()) {
+              cfg.approval.hold.push_back(*op);
+            } else {
+              ck.error(el.source(),
+                       "unknown operation " +
+                           (op ? "'" + *op + "'" : std::string("(not a string)")) +
+                           " in [approval] hold (expected one of: " + holdable_ops_list() + ")");
+            }
+          }
+        } else {
+          ck.error(hn->source(),
+                   "'hold' must be an array of operation names, e.g. [\"unlink\", \"rmdir\"]");
+        }
+      }
+      if (const toml::node* mn = ap->get("max_deletes")) {
+        const auto* n = mn->as_integer();
+        if (!n || n->get() < 0)
+          ck.error(mn->source(), "'max_deletes' must be an integer >= 0");
+        else
+          cfg.approval.max_deletes = static_cast<uint64_t>(n->get());
       }
     }
   }

@@ -1,8 +1,12 @@
 // The task config (TOML): one view, its binds and rules.
 //
-//   [task]   name, mountpoint, state_dir, agent_user (optional)
-//   [[bind]] path (in the view, "" = root), source (a real directory), access
-//   [[rule]] match (glob on the view path), access
+//   [task]     name, mountpoint, state_dir, agent_user (optional),
+//              admin_group (optional)
+//   [[bind]]   path (in the view, "" = root), source (a real directory),
+//              access (optional, default "stage": held changes)
+//   [[rule]]   match (glob on the view path), access
+//   [approval] hold (journal op names held even under "write"),
+//              max_deletes (optional) -- the whole table is optional
 //
 // load_config() never returns a half-valid config: it collects every problem
 // it finds, each with file, line and column, and throws ConfigError.
@@ -10,9 +14,12 @@
 
 #include <sys/types.h>
 
+#include <array>
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/policy.hpp"
@@ -42,6 +49,23 @@ struct BindConfig {
   Access access = Access::Stage;
 };
 
+// The operation names `[approval] hold` accepts: the journal's op names
+// (fs::op_name), spelled out here because config is below fs.
+inline constexpr std::array<std::string_view, 17> kHoldableOps = {
+    "create", "mknod",     "mkdir",           "symlink",  "link",       "unlink",
+    "rmdir",  "rename",    "chmod",           "chown",    "truncate",   "utimens",
+    "write",  "fallocate", "copy_file_range", "setxattr", "removexattr"};
+
+// [approval]: which changes are held for an admin even where the level is
+// `write`. Empty (the default) holds nothing beyond `stage` paths.
+struct ApprovalConfig {
+  std::vector<std::string> hold;  // op names from kHoldableOps, as written (duplicates kept)
+  // After this many deletes (unlink + rmdir) in one run, further deletes are
+  // held. nullopt: no limit.
+  std::optional<uint64_t> max_deletes;
+  bool holds(std::string_view op) const;
+};
+
 struct TaskConfig {
   std::string file;  // the config file this came from
   std::string name;
@@ -49,8 +73,11 @@ struct TaskConfig {
   std::string state_dir;
   std::optional<std::string> agent_user;
   std::optional<uid_t> agent_uid;
+  std::optional<std::string> admin_group;  // [task] admin_group, as written
+  std::optional<gid_t> admin_gid;          // resolved with getgrnam_r at load time
   std::vector<BindConfig> binds;
   Policy policy;
+  ApprovalConfig approval;
 };
 
 // Parses and validates; throws ConfigError (with every problem) on failure.

@@ -204,6 +204,19 @@ void StageLayer::set_obj(const ObjId& id, std::optional<StageObj> o, StageLog& l
 
 uint64_t StageLayer::new_upper() { return next_upper_++; }
 
+void StageLayer::add_pending(const StageLog& log) {
+  for (const auto& [k, old] : log.undo) pending_.emplace(k, old);
+}
+
+void StageLayer::claim_pending(StageLog& log) {
+  for (const auto& k : log.touched) {
+    auto it = pending_.find(k);
+    if (it == pending_.end()) continue;
+    if (log.seen.insert(k).second) log.undo.insert(log.undo.begin(), *it);
+    pending_.erase(it);
+  }
+}
+
 std::string StageLayer::next_value() const {
   std::string v;
   put_be(v, next_upper_, 8);

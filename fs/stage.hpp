@@ -103,6 +103,12 @@ class StageLayer {
                  StageLog& log);
   void set_obj(const ObjId& id, std::optional<StageObj> o, StageLog& log);
   void touch(const ObjId& id, StageLog& log) { log.touched.insert(obj_key(id)); }
+  // A copy-up made when a file was opened for writing belongs to the first
+  // held change that touches the object (its record carries the undo).
+  void add_pending(const StageLog& log);
+  bool pending(const ObjId& id) const { return pending_.count(obj_key(id)) != 0; }
+  // Moves pending undo entries of the keys `log` touched into `log`.
+  void claim_pending(StageLog& log);
   uint64_t new_upper();
 
   // The current encoded value of a key (nullopt: absent).
@@ -139,6 +145,7 @@ class StageLayer {
   std::map<ObjId, StageObj> objs_;
   uint64_t next_upper_ = 1;
   std::atomic<bool> active_{false};
+  std::map<std::string, std::optional<std::string>> pending_;
 };
 
 std::string encode_entry(const StageEntry& e);

@@ -61,10 +61,8 @@ struct OpenFile {
   // the streaming hash sees them in order.
   std::mutex mu;
   std::unique_ptr<Change> session;  // guarded by mu
-  // Held writes: the handle writes the object's upper copy; `stage_log`
-  // has the copy-up made at open (its record is the session's).
+  // Held writes: the handle writes the object's upper copy (made at open).
   bool held = false;
-  std::unique_ptr<StageLog> stage_log;  // guarded by mu
 };
 
 struct DirHandle {

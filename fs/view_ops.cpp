@@ -352,9 +352,10 @@ Result<void> View::ensure_session(OpenFile& fh, const Caller& caller, OpKind kin
   c->obj = ObjRef{fh.fd.get(), ""};
   if (fh.held) {
     c->held = true;
-    // A copy-up made by this handle's open is undone by reject; an upper
-    // copy that existed before needs its content kept.
-    c->held_image = !fh.stage_log || fh.stage_log->undo.empty();
+    // A copy-up not yet recorded is undone by reject (this session's record
+    // claims it); an upper copy that existed before needs its content kept.
+    std::lock_guard lk(stage_->mu());
+    c->held_image = !stage_->pending(obj_id(fh.node));
   }
   c->open_for_write = true;
   if (auto b = gate_.begin(*c); !b) return b;
@@ -366,11 +367,9 @@ void View::end_session(OpenFile& fh) {
   if (!fh.session) return;
   if (fh.session->held) {
     std::lock_guard lk(stage_->mu());
-    StageLog local;
-    StageLog& log = fh.stage_log ? *fh.stage_log : local;
+    StageLog log;
     stage_->touch(obj_id(fh.node), log);
     stage_commit(*fh.session, log, 0);
-    fh.stage_log.reset();
   } else {
     finish_change(*fh.session, 0);
   }
@@ -391,13 +390,12 @@ Result<std::unique_ptr<OpenFile>> View::open(Inode* node, int flags, const Calle
     if (is_held(access_of(node), OpKind::Write, nullptr, node)) {
       // Held writes go to the object's upper copy, made now.
       std::lock_guard lk(stage_->mu());
-      auto log = std::make_unique<StageLog>();
-      bool was_upper = upper_backed(node);
-      if (auto r = copy_up(node, *log); !r) return Errno{r.error()};
+      StageLog log;
+      if (auto r = copy_up(node, log); !r) return Errno{r.error()};
+      stage_->add_pending(log);
       of->held = true;
-      of->stage_log = std::move(log);
       c.held = true;
-      c.held_image = was_upper;
+      c.held_image = !stage_->pending(obj_id(node));
     }
     if (flags & O_TRUNC) {
       // Truncating at open destroys content: the write session (and its

@@ -250,8 +250,11 @@ void View::bump_nlink(Inode* node, int delta, StageLog& log) {
 
 // Caller holds stage_->mu().
 void View::remove_name(Inode* dir, std::string_view name, StageLog& log) {
+  // A whiteout whenever the directory has a lower one, even if it has no
+  // such name now: an approval may put the name there later, and the
+  // overlay must still say it is gone.
   std::string n(name);
-  if (lower_has(dir, name))
+  if (lower_visible(dir))
     stage_->set_entry(obj_id(dir), n, StageEntry{true, {}, 0}, log);
   else
     stage_->set_entry(obj_id(dir), n, std::nullopt, log);
@@ -259,6 +262,7 @@ void View::remove_name(Inode* dir, std::string_view name, StageLog& log) {
 
 // Caller holds stage_->mu().
 void View::stage_commit(Change& c, StageLog& log, int err) {
+  if (err == 0) stage_->claim_pending(log);
   if (err != 0) {
     // Put the overlay back as it was.
     for (auto it = log.undo.rbegin(); it != log.undo.rend(); ++it) stage_->apply_raw(it->first, it->second);

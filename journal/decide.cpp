@@ -224,6 +224,23 @@ Result<std::vector<Record>> Decider::select(const Selection& sel, bool forward, 
   return out;
 }
 
+bool Decider::approved_here(const std::string& path, const Hash128& h) {
+  std::string prefix = "p/" + path;
+  prefix.push_back('\0');
+  bool found = false;
+  (void)j_.kv().scan(prefix, "", [&](std::string_view k, std::string_view) {
+    if (k.size() != prefix.size() + 8) return true;
+    uint64_t seq = 0;
+    for (size_t i = prefix.size(); i < k.size(); ++i) seq = (seq << 8) | static_cast<unsigned char>(k[i]);
+    auto r = j_.get(seq);
+    if (r && *r && (*r)->op == "approve" && (*r)->state == RecordState::Applied && (*r)->after &&
+        (*r)->after->hash && *(*r)->after->hash == h)
+      found = true;
+    return !found;
+  });
+  return found;
+}
+
 Result<std::string> Decider::apply(const Record& h, bool force, const CallerInfo& who) {
   auto loc = locate(cfg_, h.path);
   if (!loc) return "cannot reach " + h.path + ": " + std::strerror(loc.error());
@@ -247,7 +264,21 @@ Result<std::string> Decider::apply(const Record& h, bool force, const CallerInfo
     }
     if (!why.empty()) why = h.path + ": " + why;
   } else {
-    why = mismatch(*real, h.before);
+    // Content matters to content changes and deletes; a metadata change, a
+    // rename or a link needs the same kind of object (a write session's
+    // record is written when it ends, so its content may come later in the
+    // journal than a chmod made while it was open).
+    bool content_matters = op == "write" || op == "truncate" || op == "fallocate" ||
+                           op == "copy_file_range" || op == "unlink";
+    std::optional<ObjectState> want = h.before;
+    if (!content_matters && want) {
+      want->hash.reset();
+      want->target = real->target;
+    }
+    why = mismatch(*real, want);
+    // Write sessions of several handles end in any order: content that an
+    // earlier approval of this path put there is not someone else's change.
+    if (!why.empty() && content_matters && real->hash && approved_here(h.path, *real->hash)) why.clear();
     if (!why.empty()) why = h.path + ": " + why;
   }
   if (why.empty() && (op == "rename" || op == "link")) {
@@ -513,6 +544,7 @@ void Decider::normalise(const std::vector<Record>& approved, KvTxn& txn, Touched
         keep = needed(id);
       }
       if (keep) {
+        spdlog::debug("stage: approved, keeping an overlay key still needed");
         kept.insert(*it);
         it = cand.erase(it);
         changed = true;
@@ -522,6 +554,7 @@ void Decider::normalise(const std::vector<Record>& approved, KvTxn& txn, Touched
     }
   }
   for (const auto& k : cand) {
+    spdlog::debug("stage: approved, dropping overlay key of {} bytes", k.size());
     stage_.apply_raw(k, std::nullopt);
     txn.del(k);
   }

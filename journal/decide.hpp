@@ -82,6 +82,8 @@ class Decider {
   Result<void> unstage(const Record& h, const CallerInfo& who);
   void normalise(const std::vector<Record>& approved, KvTxn& txn, Touched& touched);
   void sweep();
+  // True if an approval of `path` left content `h` there.
+  bool approved_here(const std::string& path, const Hash128& h);
 
   const config::TaskConfig& cfg_;
   Journal& j_;

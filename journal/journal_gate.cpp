@@ -191,6 +191,10 @@ Result<void> JournalGate::begin(fs::Change& c) {
       if (!v) return Errno{v.error()};
       if (v->exists) r.victim = *v;
     }
+    // Ordered by when the change began, like applied changes (their intent
+    // takes the number): a write session recorded at its end still comes
+    // before an unlink or chmod made while it was open.
+    r.seq = j_.reserve_seq();
     c.state = std::move(s);
     return {};
   }
@@ -250,7 +254,15 @@ void JournalGate::reshaped(fs::Change& c) {
 void JournalGate::end_held(fs::Change& c, fs::GateState& gs, int err) {
   Record& r = static_cast<State&>(gs).rec;
   using fs::OpKind;
-  if (err != 0) return;  // the overlay did not change: nothing to hold
+  if (err != 0) {
+    // The overlay did not change; the number taken at begin() is used.
+    r.state = RecordState::Failed;
+    r.err = err;
+    if (auto w = j_.append_with(r, KvTxn{}); !w)
+      spdlog::error("journal: cannot record a failed change ({} {}): {}", r.op, r.path,
+                    std::strerror(w.error()));
+    return;
+  }
   r.state = RecordState::Held;
   const fs::ObjRef& where = (c.op == OpKind::Rename || c.op == OpKind::Link) ? c.obj2 : c.obj;
   if (c.op == OpKind::Unlink || c.op == OpKind::Rmdir) {

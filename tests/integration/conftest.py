@@ -29,23 +29,41 @@ def is_fuse_mount(path):
         return False
 
 
-def write_config(path, name, mountpoint, state_dir, binds, rules=(), agent_user=None):
+def write_config(path, name, mountpoint, state_dir, binds, rules=(), agent_user=None,
+                 admin_group=None, approval=None):
+    """Writes a task config.
+
+    binds: dicts {path, source, access}; a bind without "access" gets no access
+    line (the default, stage). rules: (match, access) pairs. admin_group: a
+    group name for [task]. approval: a dict with optional "hold" (list of op
+    names) and "max_deletes" (int), written as an [approval] table.
+    """
     lines = ["[task]", f'name = "{name}"', f'mountpoint = "{mountpoint}"',
              f'state_dir = "{state_dir}"']
     if agent_user:
         lines.append(f'agent_user = "{agent_user}"')
+    if admin_group is not None:
+        lines.append(f'admin_group = "{admin_group}"')
     for b in binds:
-        lines += ["", "[[bind]]", f'path = "{b["path"]}"', f'source = "{b["source"]}"',
-                  f'access = "{b["access"]}"']
+        lines += ["", "[[bind]]", f'path = "{b["path"]}"', f'source = "{b["source"]}"']
+        if b.get("access") is not None:
+            lines.append(f'access = "{b["access"]}"')
     for r in rules:
         lines += ["", "[[rule]]", f'match = "{r[0]}"', f'access = "{r[1]}"']
+    if approval is not None:
+        lines += ["", "[approval]"]
+        if approval.get("hold") is not None:
+            lines.append("hold = [" + ", ".join(f'"{op}"' for op in approval["hold"]) + "]")
+        if approval.get("max_deletes") is not None:
+            lines.append(f'max_deletes = {int(approval["max_deletes"])}')
     Path(path).write_text("\n".join(lines) + "\n")
 
 
 class Mount:
     """A running view. `mp` is the mountpoint, `src(name)` a bind's source dir."""
 
-    def __init__(self, root, binds, rules=(), name="t", extra_args=(), agent_user=None):
+    def __init__(self, root, binds, rules=(), name="t", extra_args=(), agent_user=None,
+                 admin_group=None, approval=None):
         self.root = Path(root)
         self.mp = self.root / "mnt"
         self.state = self.root / "state"
@@ -55,6 +73,8 @@ class Mount:
         self.name = name
         self.extra_args = list(extra_args)
         self.agent_user = agent_user
+        self.admin_group = admin_group
+        self.approval = approval
         self.proc = None
         self.log_path = self.root / "daemon.log"
 
@@ -70,7 +90,7 @@ class Mount:
         except OSError:
             pass  # a stale mount of a killed daemon: the next mount clears it
         write_config(self.config, self.name, self.mp, self.state, self.binds, self.rules,
-                     self.agent_user)
+                     self.agent_user, self.admin_group, self.approval)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [SCOPEFS, "mount", "--foreground", *self.extra_args, str(self.config)],
@@ -143,7 +163,9 @@ def mount(tmp_root):
     """Factory: mount(binds=[...], rules=[...]) -> started Mount; stopped at teardown.
 
     binds: list of dicts {path, access} (source created under tmp_root/src/<n>)
-    or with an explicit "source".
+    or with an explicit "source"; without "access" the bind gets the default,
+    stage. Keyword arguments go to Mount: name, extra_args, agent_user,
+    admin_group, approval ({"hold": [...], "max_deletes": N}).
     """
     mounts = []
 

@@ -172,3 +172,136 @@ def native_dir(tmp_root, name, mode=None):
     if mode is not None:
         os.chmod(d, mode)
     return d
+
+
+# ---------------------------------------------------------------------------
+# Held changes (stage): a content manifest by XXH3-128, and a per-test watchdog
+
+def xxh3_files(paths, timeout=120):
+    """`xxhsum -H2` of each path, in order (one xxhsum run per 256 paths)."""
+    paths = [str(p) for p in paths]
+    out = []
+    for i in range(0, len(paths), 256):
+        chunk = paths[i:i + 256]
+        r = subprocess.run(["xxhsum", "-H2", "--", *chunk], capture_output=True, timeout=timeout)
+        if r.returncode != 0:
+            raise AssertionError(f"xxhsum failed ({r.returncode}): {r.stderr.decode(errors='replace')}")
+        # A name with a backslash or newline makes xxhsum escape the line with
+        # a leading backslash; the hash is still the first field.
+        hashes = [line.split()[0].lstrip("\\") for line in r.stdout.decode(errors="replace").splitlines()]
+        if len(hashes) != len(chunk):
+            raise AssertionError(f"xxhsum printed {len(hashes)} hashes for {len(chunk)} files")
+        out += hashes
+    return out
+
+
+def content_manifest(root, *, skip=(), ignore_content=()):
+    """{relative path: {type, mode, xxh3, target, xattrs}} of the tree at root.
+
+    What an approved change must carry to the real tree and a rejected one
+    must leave it: type, permission bits (with setuid/setgid/sticky), XXH3-128
+    of a regular file's content (`xxhsum -H2`), a symlink's target, the user.*
+    xattrs of files and directories, and which names in the tree share one
+    inode (hard links; not the numbers). The root itself, times, owners, sizes
+    of directories and inode numbers are left out. skip: relative paths left
+    out with their subtrees; ignore_content: paths whose hash is not compared.
+    """
+    root = Path(root)
+    entries = {}
+    files = []
+    inode_paths = {}
+
+    def visit(rel):
+        p = root / rel
+        st = os.lstat(p)
+        kind = _kind(st.st_mode)
+        e = {"type": kind, "mode": oct(stat.S_IMODE(st.st_mode)), "xxh3": None, "target": None,
+             "xattrs": ()}
+        if kind == "file" and rel not in ignore_content:
+            files.append(rel)
+        if kind == "symlink":
+            e["target"] = os.readlink(p)
+        if kind in ("file", "dir"):
+            e["xattrs"] = xattrs_of(p)
+        if kind != "dir":
+            inode_paths.setdefault((st.st_dev, st.st_ino), []).append(rel)
+        entries[rel] = e
+        if kind == "dir":
+            walk(rel)
+
+    def walk(rel):
+        d = root / rel if rel else root
+        for name in sorted(os.listdir(d)):
+            r = f"{rel}/{name}" if rel else name
+            if r not in skip:
+                visit(r)
+
+    walk("")
+    for rel, h in zip(files, xxh3_files([root / f for f in files])):
+        entries[rel]["xxh3"] = h
+    for paths in inode_paths.values():
+        if len(paths) > 1:
+            for p in paths:
+                entries[p]["links"] = tuple(sorted(paths))
+    return entries
+
+
+def assert_manifests_equal(a, b, a_name, b_name, mount=None, what=""):
+    d = diff_manifests(a, b, a_name, b_name)
+    if d:
+        msg = "\n".join(d[:60])
+        if mount is not None:
+            msg += "\n--- daemon log (tail) ---\n" + "\n".join(mount.daemon_log().splitlines()[-40:])
+        raise AssertionError(f"{what or a_name + ' != ' + b_name}:\n{msg}")
+
+
+class Watchdog:
+    """Ends a hung test: after `seconds`, aborts the mount's FUSE connection
+    (fusectl, when mounted) and SIGKILLs the mount's own daemon by PID, so
+    every call blocked in the view fails (ENOTCONN) instead of hanging the
+    run. `fired` tells the test's teardown to report a timeout."""
+
+    def __init__(self, mount, seconds):
+        import threading
+        self.mount = mount
+        self.seconds = seconds
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def start(self):
+        self._timer.start()
+        return self
+
+    def cancel(self):
+        self._timer.cancel()
+
+    def _fuse_conn(self):
+        """The fusectl connection directory of the mount (by its device number
+        in /proc/self/mountinfo, which never touches the hung mount)."""
+        try:
+            with open("/proc/self/mountinfo") as f:
+                for line in f:
+                    fields = line.split()
+                    if fields[4] == str(self.mount.mp):
+                        major, minor = (int(x) for x in fields[2].split(":"))
+                        return Path("/sys/fs/fuse/connections") / str((major << 20) | minor)
+        except OSError:
+            pass
+        return None
+
+    def _fire(self):
+        import signal
+        self.fired = True
+        conn = self._fuse_conn()
+        if conn is not None and (conn / "abort").exists():
+            try:
+                (conn / "abort").write_text("1")
+            except OSError:
+                pass
+        proc = self.mount.proc
+        if proc is not None and proc.poll() is None:
+            try:
+                proc.send_signal(signal.SIGKILL)
+            except OSError:
+                pass

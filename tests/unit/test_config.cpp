@@ -2,6 +2,7 @@
 // numbers). Every error case asserts the exact line and column of its
 // Diagnostic and a key phrase of the message.
 #include <doctest/doctest.h>
+#include <grp.h>
 #include <pwd.h>
 
 #include <string>
@@ -188,6 +189,103 @@ TEST_CASE_FIXTURE(ConfigFixture, "agent_user may be a numeric uid or absent") {
   }
 }
 
+TEST_CASE_FIXTURE(ConfigFixture,
+                  "access = \"stage\" (held changes) is accepted on binds and rules") {
+  Lines lines = cat({task(), bind("data", src1, "stage"), bind("out", src2, "write"),
+                     rule("out/drafts/**", "stage")});
+  TaskConfig cfg = parse(lines);
+  REQUIRE(cfg.binds.size() == 2);
+  CHECK(cfg.binds[0].access == Access::Stage);
+  CHECK(cfg.binds[1].access == Access::Write);
+  REQUIRE(cfg.policy.rules().size() == 1);
+  CHECK(cfg.policy.rules()[0].access == Access::Stage);
+  CHECK(cfg.policy.access("out/drafts/a.md", Access::Write) == Access::Stage);
+  CHECK(cfg.policy.access("out/final.md", Access::Write) == Access::Write);
+}
+
+TEST_CASE_FIXTURE(ConfigFixture, "a bind without access defaults to stage") {
+  TaskConfig cfg = parse(cat({task(), bind("data", src1, ""), bind("out", src2, "read")}));
+  REQUIRE(cfg.binds.size() == 2);
+  CHECK(cfg.binds[0].access == Access::Stage);
+  CHECK(cfg.binds[1].access == Access::Read);
+}
+
+TEST_CASE_FIXTURE(ConfigFixture, "admin_group is resolved to a gid, or absent") {
+  SUBCASE("a group name") {
+    struct group* gr = ::getgrgid(0);
+    REQUIRE(gr != nullptr);
+    const std::string name = gr->gr_name;
+    TaskConfig cfg =
+        parse(cat({task(), {"admin_group = " + tstr(name)}, bind("data", src1, "read")}));
+    REQUIRE(cfg.admin_group.has_value());
+    CHECK(*cfg.admin_group == name);
+    REQUIRE(cfg.admin_gid.has_value());
+    CHECK(*cfg.admin_gid == 0);
+  }
+  SUBCASE("absent") {
+    TaskConfig cfg = parse(valid());
+    CHECK_FALSE(cfg.admin_group.has_value());
+    CHECK_FALSE(cfg.admin_gid.has_value());
+  }
+}
+
+TEST_CASE_FIXTURE(ConfigFixture, "[approval] hold and max_deletes are read") {
+  Lines lines = cat({valid(),
+                     {"[approval]", "hold = [\"unlink\", \"rmdir\", \"rename\", \"unlink\"]",
+                      "max_deletes = 25"}});
+  TaskConfig cfg = parse(lines);
+  CHECK(cfg.approval.hold == std::vector<std::string>{"unlink", "rmdir", "rename", "unlink"});
+  CHECK(cfg.approval.holds("unlink"));
+  CHECK(cfg.approval.holds("rmdir"));
+  CHECK(cfg.approval.holds("rename"));
+  CHECK_FALSE(cfg.approval.holds("write"));
+  CHECK_FALSE(cfg.approval.holds("unlin"));
+  REQUIRE(cfg.approval.max_deletes.has_value());
+  CHECK(*cfg.approval.max_deletes == 25);
+}
+
+TEST_CASE_FIXTURE(ConfigFixture, "[approval] accepts every journal op name") {
+  std::string list;
+  for (auto op : scopefs::config::kHoldableOps)
+    list += (list.empty() ? "" : ", ") + tstr(std::string(op));
+  TaskConfig cfg =
+      parse(cat({valid(), {"[approval]", "hold = [" + list + "]", "max_deletes = 0"}}));
+  CHECK(cfg.approval.hold.size() == scopefs::config::kHoldableOps.size());
+  for (auto op : {"create", "mknod", "mkdir", "symlink", "link", "unlink", "rmdir", "rename",
+                  "chmod", "chown", "truncate", "utimens", "write", "fallocate", "copy_file_range",
+                  "setxattr", "removexattr"})
+    CHECK_MESSAGE(cfg.approval.holds(op), op);
+  REQUIRE(cfg.approval.max_deletes.has_value());
+  CHECK(*cfg.approval.max_deletes == 0);
+}
+
+TEST_CASE_FIXTURE(ConfigFixture, "[approval] is optional, and so are its keys") {
+  SUBCASE("no table") {
+    TaskConfig cfg = parse(valid());
+    CHECK(cfg.approval.hold.empty());
+    CHECK_FALSE(cfg.approval.max_deletes.has_value());
+    CHECK_FALSE(cfg.approval.holds("unlink"));
+  }
+  SUBCASE("an empty table") {
+    TaskConfig cfg = parse(cat({valid(), {"[approval]"}}));
+    CHECK(cfg.approval.hold.empty());
+    CHECK_FALSE(cfg.approval.max_deletes.has_value());
+  }
+  SUBCASE("only max_deletes") {
+    TaskConfig cfg = parse(cat({valid(), {"[approval]", "max_deletes = 3"}}));
+    CHECK(cfg.approval.hold.empty());
+    CHECK(cfg.approval.max_deletes == std::optional<uint64_t>(3));
+  }
+  SUBCASE("an empty hold list") {
+    TaskConfig cfg = parse(cat({valid(), {"[approval]", "hold = []"}}));
+    CHECK(cfg.approval.hold.empty());
+  }
+  SUBCASE("before [task]") {
+    TaskConfig cfg = parse(cat({{"[approval]", "hold = [\"rename\"]"}, valid()}));
+    CHECK(cfg.approval.holds("rename"));
+  }
+}
+
 TEST_CASE_FIXTURE(ConfigFixture, "a bind source reached through a symlink is canonical") {
   tmp.symlink(src1, "link-to-src1");
   TaskConfig cfg = parse(cat({task(), bind("data", tmp.at("link-to-src1"), "write")}));
@@ -344,6 +442,22 @@ TEST_CASE_FIXTURE(ConfigFixture, "a numeric agent_user outside the uid range is 
   check_one(d, 5, 14, "agent_user '" + bad + "'");
 }
 
+TEST_CASE_FIXTURE(ConfigFixture, "an unknown admin_group is an error at its value") {
+  auto d = errors(
+      cat({task(), {"admin_group = \"no-such-group-scopefs\""}, bind("data", src1, "read")}));
+  check_one(d, 5, 15, "admin_group 'no-such-group-scopefs' is not a known group name");
+}
+
+TEST_CASE_FIXTURE(ConfigFixture, "an empty admin_group is an error at its value") {
+  auto d = errors(cat({task(), {"admin_group = \"\""}, bind("data", src1, "read")}));
+  check_one(d, 5, 15, "admin_group '' is not a known group name");
+}
+
+TEST_CASE_FIXTURE(ConfigFixture, "an admin_group that is not a string is an error at its value") {
+  auto d = errors(cat({task(), {"admin_group = 0"}, bind("data", src1, "read")}));
+  check_one(d, 5, 15, "'admin_group' must be a string");
+}
+
 // ---------------------------------------------------------------------------
 // [[bind]] errors
 
@@ -357,21 +471,10 @@ TEST_CASE_FIXTURE(ConfigFixture, "bind that is not an array of tables is an erro
   check_one(d, 1, 8, "'bind' must be an array of tables");
 }
 
-TEST_CASE_FIXTURE(ConfigFixture, "a bind without access is an error at its header") {
-  auto d = errors(cat({task(), bind("data", src1, "")}));
-  check_one(d, 5, 1, "has no 'access'");
-  CHECK(contains(d[0].message, "'stage' (held changes), is not supported yet"));
-}
-
-TEST_CASE_FIXTURE(ConfigFixture, "bind access = \"stage\" is rejected at its value") {
-  auto d = errors(cat({task(), bind("data", src1, "stage")}));
-  check_one(d, 8, 10, "'stage' (held changes) is not supported yet");
-}
-
 TEST_CASE_FIXTURE(ConfigFixture, "a bad bind access value is an error at its value") {
   SUBCASE("unknown word") {
     auto d = errors(cat({task(), bind("data", src1, "rw")}));
-    check_one(d, 8, 10, "access must be one of hide, read, write (got 'rw')");
+    check_one(d, 8, 10, "access must be one of hide, read, stage, write (got 'rw')");
   }
   SUBCASE("not a string") {
     auto d = errors(cat({task(), {"[[bind]]", "path = \"data\"", "source = " + tstr(src1),
@@ -537,13 +640,13 @@ TEST_CASE_FIXTURE(ConfigFixture, "a rule without match or access is an error at 
 }
 
 TEST_CASE_FIXTURE(ConfigFixture, "a bad rule access is an error at its value") {
-  SUBCASE("stage") {
-    auto d = errors(cat({valid(), rule("*.pem", "stage")}));
-    check_one(d, 11, 10, "'stage' (held changes) is not supported yet");
-  }
   SUBCASE("unknown word") {
     auto d = errors(cat({valid(), rule("*.pem", "ro")}));
-    check_one(d, 11, 10, "access must be one of hide, read, write (got 'ro')");
+    check_one(d, 11, 10, "access must be one of hide, read, stage, write (got 'ro')");
+  }
+  SUBCASE("not a string") {
+    auto d = errors(cat({valid(), {"[[rule]]", "match = \"*.pem\"", "access = true"}}));
+    check_one(d, 11, 10, "(got a non-string)");
   }
 }
 
@@ -637,34 +740,95 @@ TEST_CASE_FIXTURE(ConfigFixture,
 }
 
 // ---------------------------------------------------------------------------
+// [approval] errors (valid() is lines 1-8, [approval] is line 9)
+
+TEST_CASE_FIXTURE(ConfigFixture, "an unknown op in [approval] hold is an error at that element") {
+  SUBCASE("second on the line") {
+    // hold = ["unlink", "delete"]: the bad element's quote is at column 19.
+    auto d = errors(cat({valid(), {"[approval]", "hold = [\"unlink\", \"delete\"]"}}));
+    check_one(d, 10, 19, "unknown operation 'delete' in [approval] hold");
+    CHECK(contains(d[0].message,
+                   "(expected one of: create, mknod, mkdir, symlink, link, unlink, rmdir, rename, "
+                   "chmod, chown, truncate, utimens, write, fallocate, copy_file_range, setxattr, "
+                   "removexattr)"));
+  }
+  SUBCASE("on its own line of a multi-line array") {
+    auto d =
+        errors(cat({valid(), {"[approval]", "hold = [", "  \"rmdir\",", "  \"Unlink\",", "]"}}));
+    check_one(d, 12, 3, "unknown operation 'Unlink'");
+  }
+  SUBCASE("not a string") {
+    auto d = errors(cat({valid(), {"[approval]", "hold = [\"rmdir\", 7]"}}));
+    check_one(d, 10, 18, "unknown operation (not a string) in [approval] hold");
+  }
+  SUBCASE("each bad element is reported") {
+    auto d = errors(cat({valid(), {"[approval]", "hold = [\"del\", \"rmdir\", \"mv\"]"}}));
+    INFO(dump(d));
+    CHECK(d.size() == 2);
+    CHECK(has(d, 10, 9, "unknown operation 'del'"));
+    CHECK(has(d, 10, 25, "unknown operation 'mv'"));
+  }
+}
+
+TEST_CASE_FIXTURE(ConfigFixture, "[approval] hold that is not an array is an error at its value") {
+  auto d = errors(cat({valid(), {"[approval]", "hold = \"unlink\""}}));
+  check_one(d, 10, 8, "'hold' must be an array of operation names");
+}
+
+TEST_CASE_FIXTURE(ConfigFixture, "a bad max_deletes is an error at its value") {
+  std::string value;
+  SUBCASE("negative") { value = "-1"; }
+  SUBCASE("a float") { value = "2.5"; }
+  SUBCASE("a string") { value = "\"10\""; }
+  SUBCASE("a boolean") { value = "false"; }
+  auto d = errors(cat({valid(), {"[approval]", "max_deletes = " + value}}));
+  check_one(d, 10, 15, "'max_deletes' must be an integer >= 0");
+}
+
+TEST_CASE_FIXTURE(ConfigFixture, "an unknown key in [approval] is an error at the key") {
+  auto d = errors(cat({valid(), {"[approval]", "hold = [\"rmdir\"]", "  max_delete = 3"}}));
+  check_one(d, 11, 3,
+            "unknown key 'max_delete' in [approval] (expected one of: hold, max_deletes)");
+}
+
+TEST_CASE_FIXTURE(ConfigFixture, "approval that is not a table is an error at its value") {
+  auto d = errors(cat({{"approval = [\"unlink\"]"}, valid()}));
+  check_one(d, 1, 12, "'approval' must be a table ([approval])");
+}
+
+// ---------------------------------------------------------------------------
 // Several errors
 
 TEST_CASE_FIXTURE(ConfigFixture, "every error in a config is reported at once") {
   Lines lines = {
-      "colour = \"red\"",                  // 1: unknown top-level key
-      "[task]",                            // 2
-      "name = \"bad name\"",               // 3: bad task name
-      "mountpoint = " + tstr(mnt),       // 4
-      "state_dir = " + tstr(state),      // 5
-      "[[bind]]",                          // 6: no access
-      "path = \"data\"",                   // 7
-      "source = " + tstr(src1),          // 8
-      "[[bind]]",                          // 9
-      "path = \"other\"",                  // 10
-      "source = " + tstr(tmp.at("no")),  // 11: missing source
-      "access = \"read\"",                 // 12
-      "[[rule]]",                          // 13
-      "match = \"a**\"",                   // 14: bad glob
-      "access = \"hide\"",                 // 15
+      "colour = \"red\"",                 // 1: unknown top-level key
+      "[task]",                           // 2
+      "name = \"bad name\"",              // 3: bad task name
+      "mountpoint = " + tstr(mnt),        // 4
+      "state_dir = " + tstr(state),       // 5
+      "[[bind]]",                         // 6: no access (stage): fine
+      "path = \"data\"",                  // 7
+      "source = " + tstr(src1),           // 8
+      "[[bind]]",                         // 9
+      "path = \"other\"",                 // 10
+      "source = " + tstr(tmp.at("no")),   // 11: missing source
+      "access = \"read\"",                // 12
+      "[[rule]]",                         // 13
+      "match = \"a**\"",                  // 14: bad glob
+      "access = \"hide\"",                // 15
+      "[approval]",                       // 16
+      "hold = [\"unlink\", \"delete\"]",  // 17: unknown op
+      "max_deletes = -5",                 // 18: negative
   };
   auto d = errors(lines);
   INFO(dump(d));
-  CHECK(d.size() == 5);
+  CHECK(d.size() == 6);
   CHECK(has(d, 1, 1, "unknown key 'colour'"));
   CHECK(has(d, 3, 8, "task name 'bad name'"));
-  CHECK(has(d, 6, 1, "has no 'access'"));
   CHECK(has(d, 11, 10, "does not exist"));
   CHECK(has(d, 14, 11, "'**' must be a whole path segment"));
+  CHECK(has(d, 17, 19, "unknown operation 'delete'"));
+  CHECK(has(d, 18, 15, "'max_deletes' must be an integer >= 0"));
 }
 
 // ---------------------------------------------------------------------------

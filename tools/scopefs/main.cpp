@@ -1,5 +1,6 @@
 // scopefs: the admin CLI and the daemon (`scopefs mount`). Thin: every
 // subcommand lives in cmd_<sub>.cpp over the core library.
+#include <spdlog/cfg/env.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -11,6 +12,7 @@ int main(int argc, char** argv) {
   using namespace scopefs::cli;
   spdlog::set_default_logger(spdlog::stderr_color_mt("scopefs"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL=debug|info|warn|error
   CLI::App app{"scopefs: scoped, policy-filtered, journaled views of real directories"};
   app.set_version_flag("--version", std::string("scopefs ") + SCOPEFS_VERSION);
   app.require_subcommand(1);

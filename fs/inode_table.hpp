@@ -79,7 +79,8 @@ class Inode {
   std::atomic<uint64_t> access_gen{UINT64_MAX};
   std::atomic<config::Access> access{config::Access::Hide};
 
-  // Handles open for writing through the view.
+  // Handles open through the view (any mode), and those open for writing.
+  std::atomic<int> open_handles{0};
   std::atomic<int> open_writers{0};
 
   // Held changes: the number of the object's upper copy in the stage

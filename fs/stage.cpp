@@ -254,6 +254,14 @@ bool StageLayer::apply_raw(const std::string& key, const std::optional<std::stri
   return false;
 }
 
+std::vector<std::string> StageLayer::all_keys() const {
+  std::vector<std::string> out;
+  for (const auto& [d, m] : entries_)
+    for (const auto& [name, e] : m) out.push_back(entry_key(d, name));
+  for (const auto& [id, o] : objs_) out.push_back(obj_key(id));
+  return out;
+}
+
 std::vector<uint64_t> StageLayer::orphans() const {
   std::set<uint64_t> live;
   for (const auto& [id, o] : objs_)

@@ -132,6 +132,8 @@ class StageLayer {
   const std::string& dir() const { return dir_; }
   dev_t obj_dev() const { return obj_dev_; }
 
+  // Every key the overlay has now.
+  std::vector<std::string> all_keys() const;
   // Every upper object number that nothing refers to any more (no entry, no
   // object state), for removal once no held change needs it.
   std::vector<uint64_t> orphans() const;

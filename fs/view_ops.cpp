@@ -445,6 +445,7 @@ Result<std::unique_ptr<OpenFile>> View::open(Inode* node, int flags, const Calle
     node->cache_size.store(st->st_size);
   }
   if (writable) node->open_writers.fetch_add(1);
+  node->open_handles.fetch_add(1);
   return of;
 }
 
@@ -491,6 +492,7 @@ Result<std::pair<Entry, std::unique_ptr<OpenFile>>> View::create(Inode* parent,
   of->node = e->node;
   of->writable = (flags & O_ACCMODE) != O_RDONLY;
   if (of->writable) e->node->open_writers.fetch_add(1);
+  e->node->open_handles.fetch_add(1);
   e->node->cache_mtime_ns.store(mtime_ns(e->attr));
   e->node->cache_size.store(e->attr.st_size);
   return std::make_pair(*e, std::move(of));
@@ -513,6 +515,7 @@ Result<size_t> View::write(OpenFile& fh, const char* buf, size_t size, off_t off
 }
 
 void View::release(std::unique_ptr<OpenFile> fh) {
+  fh->node->open_handles.fetch_sub(1);
   {
     std::lock_guard lk(fh->mu);
     end_session(*fh);

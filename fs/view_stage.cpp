@@ -377,6 +377,7 @@ Result<Entry> View::stage_make(Inode* parent, std::string_view name, mode_t mode
     of->writable = (open_flags & O_ACCMODE) != O_RDONLY;
     of->held = true;
     if (of->writable) e->node->open_writers.fetch_add(1);
+    e->node->open_handles.fetch_add(1);
     *out = std::move(of);
   }
   return e;
@@ -538,7 +539,7 @@ bool View::obj_busy(const ObjId& id) {
     key = InodeKey{binds_[id.bind1 - 1].dev, id.ino};
   }
   bool busy = false;
-  table_.with(key, [&](Inode& n) { busy = n.open_writers.load() > 0; });
+  table_.with(key, [&](Inode& n) { busy = n.open_handles.load() > 0 || n.open_writers.load() > 0; });
   return busy;
 }
 

@@ -501,10 +501,13 @@ void Decider::normalise(const std::vector<Record>& approved, KvTxn& txn, Touched
       for (const auto& [k, v] : r.undo) kept.insert(k);
       for (const auto& k : r.touch) kept.insert(k);
     }
+  // Candidates: every key no remaining held change uses (what the approved
+  // changes set, and copy-ups left by earlier approvals while files were open).
   std::set<std::string> cand;
+  for (const auto& k : stage_.all_keys())
+    if (!kept.count(k)) cand.insert(k);
   for (const Record& r : approved) {
     for (const auto& [k, v] : r.undo) {
-      if (!kept.count(k)) cand.insert(k);
       fs::ObjId id;
       std::string name;
       if (fs::StageLayer::parse_entry_key(k, id, name)) touched.names.emplace_back(id, name);

@@ -410,7 +410,7 @@ Result<Entry> View::lookup_real(Inode* parent, std::string_view name,
     uint64_t up = 0;
     {
       std::lock_guard lk(stage_->mu());
-      if (const StageObj* o = stage_->obj(obj_id(node))) up = o->upper;
+      if (const StageObj* o = stage_->obj(obj_id(node)); o && same_object(node, *o)) up = o->upper;
     }
     if (up != node->upper.load()) {
       node->upper.store(up);

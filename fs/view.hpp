@@ -243,8 +243,11 @@ class View {
   void finish_change(Change& c, int err);
 
   // Held changes (view_stage.cpp). The caller holds stage_->mu() where noted.
-  bool is_held(Access level, OpKind op, Inode* dir, Inode* node);
+  // Whether a change is held: by level, by [approval], or because the overlay
+  // already has the name or object (it then stays in the overlay).
+  bool is_held(Access level, OpKind op, Inode* dir, std::string_view name, Inode* node);
   bool lower_visible(Inode* dir);
+  static bool same_object(const Inode* node, const StageObj& o);
   bool lower_has(Inode* dir, std::string_view name);
   Result<Entry> stage_lookup(Inode* parent, std::string_view name, const StageEntry& e,
                              Access level);
@@ -285,6 +288,7 @@ class View {
   Inode* root_ = nullptr;
   std::atomic<uint64_t> next_serial_{1};
   std::atomic<uint64_t> policy_gen_{1};
+  std::atomic<uint64_t> deletes_{0};  // applied unlink/rmdir this run ([approval] max_deletes)
   struct timespec mount_time_ {};
 
   std::mutex mount_mu_;

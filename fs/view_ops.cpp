@@ -48,7 +48,7 @@ Result<Entry> View::mknod(Inode* parent, std::string_view name, mode_t mode, dev
   if (!valid_name(name)) return Errno{EINVAL};
   Change c{S_ISDIR(mode) ? OpKind::Mkdir : OpKind::Mknod, {}, {}, caller, static_cast<unsigned>(mode)};
   if (auto r = permit_child(c, parent, name); !r) return Errno{r.error()};
-  if (is_held(child_access(parent, c.path), c.op, parent, nullptr))
+  if (is_held(child_access(parent, c.path), c.op, parent, name, nullptr))
     return stage_make(parent, name, mode, rdev, nullptr, 0, caller, c, nullptr);
   auto pfd = path_fd(parent);
   if (!pfd) return Errno{pfd.error()};
@@ -74,7 +74,7 @@ Result<Entry> View::symlink(std::string_view target, Inode* parent, std::string_
   if (!valid_name(name)) return Errno{EINVAL};
   Change c{OpKind::Symlink, {}, std::string(target), caller, 0};
   if (auto r = permit_child(c, parent, name); !r) return Errno{r.error()};
-  if (is_held(child_access(parent, c.path), c.op, parent, nullptr)) {
+  if (is_held(child_access(parent, c.path), c.op, parent, name, nullptr)) {
     std::string t(target);
     return stage_make(parent, name, S_IFLNK | 0777, 0, &t, 0, caller, c, nullptr);
   }
@@ -102,7 +102,7 @@ Result<Entry> View::link(Inode* node, Inode* newparent, std::string_view newname
   Access worst = config::most_restrictive(access_of(node), child_access(newparent, c.path2));
   if (auto r = permit(c, worst); !r) return Errno{r.error()};
   if (node->bind() != newparent->bind()) return Errno{EXDEV};
-  if (is_held(worst, c.op, newparent, node)) return stage_link(node, newparent, newname, c);
+  if (is_held(worst, c.op, newparent, newname, node)) return stage_link(node, newparent, newname, c);
   auto fd = path_fd(node);
   if (!fd) return Errno{fd.error()};
   auto npfd = path_fd(newparent);
@@ -120,7 +120,7 @@ Result<Entry> View::link(Inode* node, Inode* newparent, std::string_view newname
 Result<void> View::unlink(Inode* parent, std::string_view name, const Caller& caller) {
   Change c{OpKind::Unlink, {}, {}, caller, 0};
   if (auto r = permit_child(c, parent, name); !r) return r;
-  if (is_held(child_access(parent, c.path), c.op, parent, nullptr))
+  if (is_held(child_access(parent, c.path), c.op, parent, name, nullptr))
     return stage_remove(parent, name, false, c);
   auto pfd = path_fd(parent);
   if (!pfd) return Errno{pfd.error()};
@@ -131,6 +131,7 @@ Result<void> View::unlink(Inode* parent, std::string_view name, const Caller& ca
   if (auto b = gate_.begin(c); !b) return b;
   auto r = sys::unlink_at((*pfd)->get(), n.c_str(), 0);
   finish_change(c, r.error());
+  if (r) deletes_.fetch_add(1, std::memory_order_relaxed);
   if (r && st) table_.unlink_name(InodeKey{st->st_dev, st->st_ino}, parent, name);
   return r;
 }
@@ -138,7 +139,7 @@ Result<void> View::unlink(Inode* parent, std::string_view name, const Caller& ca
 Result<void> View::rmdir(Inode* parent, std::string_view name, const Caller& caller) {
   Change c{OpKind::Rmdir, {}, {}, caller, 0};
   if (auto r = permit_child(c, parent, name); !r) return r;
-  if (is_held(child_access(parent, c.path), c.op, parent, nullptr))
+  if (is_held(child_access(parent, c.path), c.op, parent, name, nullptr))
     return stage_remove(parent, name, true, c);
   auto pfd = path_fd(parent);
   if (!pfd) return Errno{pfd.error()};
@@ -147,6 +148,7 @@ Result<void> View::rmdir(Inode* parent, std::string_view name, const Caller& cal
   if (auto b = gate_.begin(c); !b) return b;
   auto r = sys::unlink_at((*pfd)->get(), n.c_str(), AT_REMOVEDIR);
   finish_change(c, r.error());
+  if (r) deletes_.fetch_add(1, std::memory_order_relaxed);
   return r;
 }
 
@@ -187,7 +189,7 @@ Result<void> View::rename(Inode* parent, std::string_view name, Inode* newparent
                                           child_access(newparent, c.path2));
   if (auto r = permit(c, worst); !r) return r;
   if (parent->bind() != newparent->bind()) return Errno{EXDEV};
-  if (is_held(worst, c.op, parent, nullptr) || is_held(worst, c.op, newparent, nullptr))
+  if (is_held(worst, c.op, parent, name, nullptr) || is_held(worst, c.op, newparent, newname, nullptr))
     return stage_rename(parent, name, newparent, newname, flags, c);
 
   auto pfd = path_fd(parent);
@@ -260,7 +262,7 @@ Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const 
                                                       : OpKind::Utimens;
   Change c{op, {}, {}, caller, static_cast<unsigned>(req.to_set)};
   if (auto r = permit_node(c, node); !r) return Errno{r.error()};
-  const bool held = is_held(access_of(node), op, nullptr, node);
+  const bool held = is_held(access_of(node), op, nullptr, {}, node);
   std::unique_lock<std::recursive_mutex> slk;
   StageLog log;
   if (held) {
@@ -387,7 +389,7 @@ Result<std::unique_ptr<OpenFile>> View::open(Inode* node, int flags, const Calle
   if (writable) {
     Change c{OpKind::Write, {}, {}, caller, static_cast<unsigned>(flags)};
     if (auto r = permit_node(c, node); !r) return Errno{r.error()};
-    if (is_held(access_of(node), OpKind::Write, nullptr, node)) {
+    if (is_held(access_of(node), OpKind::Write, nullptr, {}, node)) {
       // Held writes go to the object's upper copy, made now.
       std::lock_guard lk(stage_->mu());
       StageLog log;
@@ -456,7 +458,7 @@ Result<std::pair<Entry, std::unique_ptr<OpenFile>>> View::create(Inode* parent,
   if (!valid_name(name)) return Errno{EINVAL};
   Change c{OpKind::Create, {}, {}, caller, static_cast<unsigned>(flags)};
   if (auto r = permit_child(c, parent, name); !r) return Errno{r.error()};
-  if (is_held(child_access(parent, c.path), c.op, parent, nullptr)) {
+  if (is_held(child_access(parent, c.path), c.op, parent, name, nullptr)) {
     std::unique_ptr<OpenFile> of;
     auto e = stage_make(parent, name, S_IFREG | (mode & 07777), 0, nullptr, flags, caller, c, &of);
     if (!e) {
@@ -748,7 +750,7 @@ Result<void> View::setxattr(Inode* node, const char* name, const void* value, si
                             int flags, const Caller& caller) {
   Change c{OpKind::Setxattr, {}, name, caller, static_cast<unsigned>(flags)};
   if (auto r = permit_node(c, node); !r) return r;
-  if (is_held(access_of(node), c.op, nullptr, node)) {
+  if (is_held(access_of(node), c.op, nullptr, {}, node)) {
     if (node->is_symlink()) return Errno{EPERM};
     std::lock_guard lk(stage_->mu());
     StageLog log;
@@ -785,7 +787,7 @@ Result<void> View::setxattr(Inode* node, const char* name, const void* value, si
 Result<void> View::removexattr(Inode* node, const char* name, const Caller& caller) {
   Change c{OpKind::Removexattr, {}, name, caller, 0};
   if (auto r = permit_node(c, node); !r) return r;
-  if (is_held(access_of(node), c.op, nullptr, node)) {
+  if (is_held(access_of(node), c.op, nullptr, {}, node)) {
     if (node->is_symlink()) return Errno{EPERM};
     std::lock_guard lk(stage_->mu());
     StageLog log;

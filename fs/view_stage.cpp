@@ -38,22 +38,46 @@ uint32_t dt_of(mode_t type) { return (type & S_IFMT) >> 12; }
 
 }  // namespace
 
+bool View::same_object(const Inode* node, const StageObj& o) {
+  // An inode number the real tree reused for a new file is not the object
+  // the overlay knows: compare file handles when both are known.
+  if (o.handle.empty() || !node->has_handle || node->key().dev == kUpperDev) return true;
+  return encode_handle(node->handle) == o.handle;
+}
+
 ObjId View::obj_id(const Inode* node) const {
   if (node->key().dev == kUpperDev) return ObjId{0, node->key().ino};
   return ObjId{static_cast<uint32_t>(node->bind() + 1), node->key().ino};
 }
 
-bool View::is_held(Access level, OpKind op, Inode* dir, Inode* node) {
+bool View::is_held(Access level, OpKind op, Inode* dir, std::string_view name, Inode* node) {
   if (!stage_) return false;
   if (level == Access::Stage) return true;
-  if (level == Access::Write && cfg_.approval.holds(op_name(op))) return true;
+  if (level == Access::Write) {
+    if (cfg_.approval.holds(op_name(op))) return true;
+    if (cfg_.approval.max_deletes && (op == OpKind::Unlink || op == OpKind::Rmdir) &&
+        deletes_.load(std::memory_order_relaxed) >= *cfg_.approval.max_deletes)
+      return true;
+  }
   // Anything the overlay already changed stays in the overlay.
   if (dir && dir->key().dev == kUpperDev) return true;
   if (node && (node->key().dev == kUpperDev || node->upper.load())) return true;
   if (!stage_->active()) return false;
   std::lock_guard lk(stage_->mu());
-  if (dir && (stage_->has_entries(obj_id(dir)) || stage_->obj(obj_id(dir)))) return true;
   if (node && stage_->obj(obj_id(node))) return true;
+  if (!dir) return false;
+  if (const StageObj* o = stage_->obj(obj_id(dir)); o && o->opaque) return true;
+  if (name.empty()) return false;
+  if (stage_->entry(obj_id(dir), name)) return true;
+  // The named object's own held state (a copy-up, a link count).
+  if (auto pfd = path_fd(dir)) {
+    std::string n(name);
+    auto st = sys::stat_at((*pfd)->get(), n.c_str(), AT_SYMLINK_NOFOLLOW);
+    const Bind& b = binds_[static_cast<size_t>(dir->bind())];
+    if (st && st->st_dev == b.dev &&
+        stage_->obj(ObjId{static_cast<uint32_t>(dir->bind() + 1), st->st_ino}))
+      return true;
+  }
   return false;
 }
 
@@ -79,7 +103,7 @@ void View::stage_fix(Inode* node, struct stat& st) {
   if (!stage_->active()) return;
   std::lock_guard lk(stage_->mu());
   if (const StageObj* o = stage_->obj(obj_id(node)))
-    if (o->nlink >= 0) st.st_nlink = static_cast<nlink_t>(o->nlink);
+    if (o->nlink >= 0 && same_object(node, *o)) st.st_nlink = static_cast<nlink_t>(o->nlink);
 }
 
 Result<sys::UniqueFd> View::open_upper(uint64_t upper, int flags) {

@@ -253,6 +253,7 @@ Result<std::string> Decider::apply(const Record& h, bool force, const CallerInfo
   // Conflicts: the real tree must be what the change was made against.
   std::string why;
   std::optional<RealLoc> loc2;
+  std::optional<ObjectState> victim_state;
   const std::string& op = h.op;
   if (op == "create" || op == "mknod" || op == "mkdir" || op == "symlink") {
     if (real->exists) why = h.path + " exists in the real tree";
@@ -287,6 +288,7 @@ Result<std::string> Decider::apply(const Record& h, bool force, const CallerInfo
     auto r2 = real_state(l2->dir.get(), l2->name);
     if (!r2) return "cannot read " + h.path2 + ": " + std::strerror(r2.error());
     std::string w2 = op == "link" ? (r2->exists ? "it exists" : "") : mismatch(*r2, h.victim);
+    if (op == "rename" && r2->exists) victim_state = *r2;
     if (!w2.empty()) why = h.path2 + ": " + w2;
     loc2 = std::move(l2).value();
   }
@@ -431,6 +433,10 @@ Result<std::string> Decider::apply(const Record& h, bool force, const CallerInfo
     if (a.before && a.before->exists && a.before->type == "file" && a.before->hash &&
         blobs->contains(*a.before->hash) && (content || op == "unlink"))
       a.before->blob = true;
+    if (victim_state && !(h.flags & RENAME_EXCHANGE)) {
+      a.victim = victim_state;
+      if (a.victim->type == "file" && a.victim->hash && blobs->contains(*a.victim->hash)) a.victim->blob = true;
+    }
   } else {
     a.state = RecordState::Failed;
     a.err = r.error();

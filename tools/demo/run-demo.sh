@@ -92,6 +92,7 @@ echo "scratch: $SCRATCH"
 echo
 (cd "$SCRATCH" && find finance | sort | sed 's/^/  /')
 hash_tree finance/exports finance/secrets >"$SCRATCH/untouchable.before"
+hash_tree finance/reports >"$SCRATCH/reports.before"
 
 section "2. The task config (from config/examples/demo.toml)"
 {
@@ -133,24 +134,45 @@ section "5. The agent works in the view ($VIEW)"
 agent_rc=0
 (cd "$SCRATCH" && python3 "$HERE/agent.py" "$VIEW") || agent_rc=$?
 
-section "6. The real tree afterwards (find on the scratch copy)"
+section "6. The real tree while the changes are held"
 (cd "$SCRATCH" && find finance -printf '%M %6s  %p\n' | sort -k3 | sed 's/^/  /')
 echo
-echo "reports/ (write): did the agent's changes reach the real files?"
 reports_ok=1
 real=$SCRATCH/finance/reports
 report_check() {  # description, test...
   local what=$1; shift
   if "$@"; then echo "  yes  $what"; else echo "  NO   $what"; reports_ok=0; fi
 }
+echo "reports/ (stage): nothing reached the real files yet?"
+hash_tree finance/reports >"$SCRATCH/reports.held"
+report_check "reports/ is byte-for-byte as before" cmp -s "$SCRATCH/reports.before" "$SCRATCH/reports.held"
+report_check "2026-q1-summary.md is not there yet" test ! -e "$real/2026-q1-summary.md"
+report_check "draft-2025-q4.md is still there" test -e "$real/draft-2025-q4.md"
+
+section "7. Review: scopefs pending and scopefs diff"
+echo "\$ scopefs pending demo.toml"
+"$SCOPEFS" pending "$CONFIG" | sed 's/^/  /'
+echo
+echo "\$ scopefs diff demo.toml reports/README.md"
+"$SCOPEFS" diff "$CONFIG" reports/README.md | sed 's/^/  /'
+
+section "8. Decide: keep the draft, approve the rest"
+echo "\$ scopefs reject demo.toml --path reports/draft-2025-q4.md"
+"$SCOPEFS" reject "$CONFIG" --path reports/draft-2025-q4.md | sed 's/^/  /' || reports_ok=0
+echo "\$ scopefs approve demo.toml --all"
+"$SCOPEFS" approve "$CONFIG" --all | sed 's/^/  /' || reports_ok=0
+echo
+echo "reports/ afterwards: did exactly the approved changes reach the real files?"
 report_check "2026-q1-summary.md exists" test -s "$real/2026-q1-summary.md"
 report_check "README.md carries the agent's edit" grep -q '2026-q1-summary.md' "$real/README.md"
 report_check "README.md kept its mode ($(stat -c %A "$HERE/sample/finance/reports/README.md"))" \
   test "$(stat -c %a "$real/README.md")" = "$(stat -c %a "$HERE/sample/finance/reports/README.md")"
-report_check "draft-2025-q4.md is gone" test ! -e "$real/draft-2025-q4.md"
+report_check "draft-2025-q4.md is still there (its deletion was rejected)" test -e "$real/draft-2025-q4.md"
+report_check "the agent sees the draft again" test -e "$VIEW/reports/draft-2025-q4.md"
+report_check "nothing is left pending" test -z "$("$SCOPEFS" pending "$CONFIG" --json | grep '"id"')"
 # shellcheck disable=SC2016  # $1 is expanded by the inner bash
 report_check "no temporary file is left" \
-  bash -c '! compgen -G "$1/.README.md.*" >/dev/null' _ "$real"
+  bash -c '! compgen -G "$1/.README.md.*" >/dev/null && ! compgen -G "$1/.scopefs-*" >/dev/null' _ "$real"
 echo
 echo "The report the agent wrote (finance/reports/2026-q1-summary.md):"
 sed 's/^/  | /' "$real/2026-q1-summary.md" 2>/dev/null || echo "  (missing)"
@@ -168,7 +190,7 @@ else
   sed 's/^/    /' "$SCRATCH/untouchable.diff"
 fi
 
-section "7. What the daemon logged"
+section "9. What the daemon logged"
 echo "Refusals, from state/daemon.log:"
 grep -o 'denied op=.*' "$SCRATCH/state/daemon.log" | sed 's/^/  /' || echo "  (no denials logged)"
 log_clean=1
@@ -180,7 +202,7 @@ else
   echo "No error in the daemon's log."
 fi
 
-section "8. Unmount"
+section "10. Unmount"
 echo "\$ scopefs unmount demo.toml"
 "$SCOPEFS" unmount "$CONFIG"
 if is_mounted "$VIEW"; then echo "run-demo.sh: still mounted after unmount" >&2; exit 1; fi
@@ -189,7 +211,7 @@ for _ in $(seq 50); do our_daemon_alive || break; sleep 0.1; done
 if our_daemon_alive; then echo "run-demo.sh: daemon $DAEMON_PID outlived the unmount" >&2; exit 1; fi
 echo "daemon $DAEMON_PID has exited; nothing is mounted at $VIEW"
 
-section "9. The journal of what the agent did"
+section "11. The journal of what the agent did and what was decided"
 echo "Every applied and refused operation, with caller and content hashes"
 echo "(before -> after; '*' marks a before-image kept in the blob store):"
 echo "\$ scopefs log demo.toml"
@@ -198,7 +220,10 @@ if ! "$SCOPEFS" log "$CONFIG" | sed 's/^/  /'; then journal_ok=0; fi
 denied=$("$SCOPEFS" log "$CONFIG" --outcome denied --json | wc -l)
 applied=$("$SCOPEFS" log "$CONFIG" --outcome applied --json | wc -l)
 echo "$applied applied and $denied denied record(s)."
-[[ $denied -ge 3 && $applied -ge 4 ]] || journal_ok=0
+held=$("$SCOPEFS" log "$CONFIG" --outcome approved --json | wc -l)
+rejected=$("$SCOPEFS" log "$CONFIG" --outcome rejected --json | wc -l)
+echo "$held approved and $rejected rejected held change(s)."
+[[ $denied -ge 3 && $applied -ge 4 && $held -ge 2 && $rejected -ge 1 ]] || journal_ok=0
 
 section "Summary"
 passed=0
@@ -206,8 +231,10 @@ passed=0
 if [[ $passed -eq 1 ]]; then
   cat <<'EOF'
 What the view did:
-  - reports/  (write): the new summary, the README edit and the draft's deletion
-    were APPLIED to the real files at once.
+  - reports/  (stage): the new summary, the README edit and the draft's deletion
+    were HELD: the agent saw them, the real files did not change until an admin
+    looked (pending, diff) and decided: the deletion REJECTED (the draft is back
+    in the view), the rest APPROVED (applied to the real files).
   - exports/  (read):  every change was REFUSED (EROFS); the files are unchanged.
   - secrets/  (write bind, *.pem/.env/id_* hidden by rules): the key material was
     never visible (ENOENT, absent from listings); writing over a hidden name was
@@ -215,10 +242,9 @@ What the view did:
 EOF
 fi
 cat <<'EOF'
-Every change above is in the task's journal (RocksDB in the state directory),
-with before-images of what was overwritten or deleted kept in its blob store.
-Not implemented yet: held changes ("stage", the dry-run default of the design),
-approval gates and rollback. Today an allowed change is applied at once.
+Every change and decision above is in the task's journal (RocksDB in the state
+directory), with before-images of what approval overwrote kept in its blob store.
+Not implemented yet: rollback of applied changes.
 EOF
 echo
 if [[ $passed -eq 1 ]]; then

@@ -203,6 +203,21 @@ void setup_diff_cmd(CLI::App& app) {
       for (const auto& g : globs) pick = pick || g.matches(r.path) || (!r.path2.empty() && g.matches(r.path2));
       if (!pick) continue;
       std::cout << "# " << r.seq << " " << describe(r) << "\n";
+      if (r.op == "rename" && r.after && r.after->type == "file") {
+        // A file renamed over another (an atomic save): the net change of
+        // the target's content.
+        std::string to;
+        for (size_t k = i; k-- > 0 && to.empty();) {
+          const auto& p = held[k];
+          if (p.path == r.path && p.after && p.after->blob && p.after->hash &&
+              r.after->hash && *p.after->hash == *r.after->hash)
+            to = blob_path(*p.after->hash);
+        }
+        std::string from = "/dev/null";
+        if (r.victim && r.victim->exists && r.victim->type == "file") from = real_path(cfg, r.path2);
+        if (!to.empty() && !looks_binary(from) && !looks_binary(to)) run_diff(from, to, r.path2);
+        continue;
+      }
       bool content = r.after && r.after->exists && r.after->type == "file" && r.after->hash &&
                      (r.op == "create" || r.op == "write" || r.op == "truncate" ||
                       r.op == "fallocate" || r.op == "copy_file_range");

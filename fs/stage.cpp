@@ -212,7 +212,13 @@ void StageLayer::claim_pending(StageLog& log) {
   for (const auto& k : log.touched) {
     auto it = pending_.find(k);
     if (it == pending_.end()) continue;
-    if (log.seen.insert(k).second) log.undo.insert(log.undo.begin(), *it);
+    if (log.seen.insert(k).second) {
+      log.undo.insert(log.undo.begin(), *it);
+    } else {
+      // The change set the key too: its old value is the one from before the copy-up.
+      for (auto& u : log.undo)
+        if (u.first == k) u.second = it->second;
+    }
     pending_.erase(it);
   }
 }

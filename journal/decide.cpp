@@ -303,7 +303,7 @@ Result<std::string> Decider::apply(const Record& h, bool force, const CallerInfo
   a.ref = h.seq;
   a.caller = who;
   a.before = *real;
-  if (!why.empty()) a.path2 = a.path2.empty() ? "forced: " + why : a.path2;
+  if (!why.empty()) a.note = "forced over a conflict: " + why;
   BlobStore* blobs = j_.blobs();
   auto keep_before = [&](int d, const std::string& n, const struct stat& st) -> Result<void> {
     // The real content about to be replaced or removed: a before-image.

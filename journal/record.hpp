@@ -21,6 +21,7 @@
 //   touch   array?  held changes: overlay keys of the objects the change
 //                   depends on (bytes), for dependencies between changes
 //   xv, xv0 bytes?  setxattr/removexattr: the value after and before
+//   note    str?    what an admin decision overrode (approve --force)
 //   err     i32     errno of a failed or denied operation (0 otherwise)
 //   caller  map     pid, uid, gid, comm (process name)
 //   before  map?    state of the object before: see ObjectState
@@ -110,6 +111,7 @@ struct Record {
   std::vector<std::string> touch;
   std::optional<std::string> xattr_value;
   std::optional<std::string> xattr_before;
+  std::string note;
   bool operator==(const Record&) const = default;
 };
 

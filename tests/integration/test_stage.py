@@ -1103,6 +1103,12 @@ def test_conflict_then_force(stage, kind):
     decide(m, "approve", "--all", "--force")
     assert real_state() == agent
     assert pending(m) == []
+    # The journal says the approval overrode a conflict.
+    log = subprocess.run([SCOPEFS, "log", str(m.config), "--json"], capture_output=True,
+                         text=True, timeout=60)
+    forced = [json.loads(l) for l in log.stdout.splitlines()
+              if json.loads(l)["op"] == "approve" and "note" in json.loads(l)]
+    assert forced and all("conflict" in f["note"] for f in forced), log.stdout
     assert (v / name).read_bytes() == agent
     assert os.stat(v / name).st_size == len(agent)
 

@@ -1,5 +1,7 @@
 #include "journal/journal.hpp"
 
+#include <sys/stat.h>
+
 #include <spdlog/spdlog.h>
 
 #include <sys/statvfs.h>
@@ -43,6 +45,10 @@ std::unique_ptr<Journal> Journal::open(const std::string& state_dir, JournalOpti
   auto kv = open_rocksdb(state_dir + "/journal", false, err);
   if (!kv) throw std::runtime_error("cannot open the journal in " + state_dir + "/journal: " + err);
   auto blobs = std::make_unique<BlobStore>(state_dir + "/blobs");
+  // Root's alone, whatever the umask (the daemon runs with 0 so that the
+  // view's files get the modes their callers ask for): the state directory
+  // itself may be opened to the admin group for its control socket.
+  for (const char* sub : {"/journal", "/blobs", "/blobs/tmp"}) ::chmod((state_dir + sub).c_str(), 0700);
   return std::make_unique<Journal>(std::move(kv), std::move(blobs), std::move(opts), false,
                                    state_dir);
 }

@@ -74,3 +74,17 @@ def test_max_deletes_holds_the_rest(mount, tmp_path):
     r = cli("approve", m.config, "--all")
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(src)) == ["f3"]
+
+
+def test_state_contents_stay_roots_alone(mount, tmp_path):
+    """The daemon runs with umask 0 (callers' modes pass through); its own
+    state must not: the journal, blobs and overlay are 0700, the pid file is
+    not writable by others, even with the state directory open to an admin group."""
+    src = tmp_path / "src"
+    src.mkdir()
+    m = mount([{"path": "", "source": src, "access": "stage"}])
+    (m.mp / "f").write_text("x")
+    for sub in ("journal", "blobs", "stage"):
+        mode = os.stat(m.state / sub).st_mode & 0o777
+        assert mode == 0o700, (sub, oct(mode))
+    assert os.stat(m.state / "daemon.pid").st_mode & 0o022 == 0

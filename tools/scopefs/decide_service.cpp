@@ -17,6 +17,15 @@ json run_decision(const json& req, const control::Peer& peer, const config::Task
   if (cmd != "approve" && cmd != "reject") return {{"ok", false}, {"error", "unknown command " + cmd}};
   if (auto why = control::refuse_reason(peer, cfg.agent_uid, cfg.admin_gid)) {
     spdlog::warn("task {}: {} by uid {} (pid {}) {}", cfg.name, cmd, peer.uid, peer.pid, *why);
+    // A refused decision is journaled like any refused change.
+    journal::Record r;
+    r.op = cmd;
+    r.state = journal::RecordState::Denied;
+    r.err = EPERM;
+    r.note = *why;
+    r.caller = journal::caller_info(fs::Caller{peer.pid, peer.uid, peer.gid});
+    if (auto w = j.append(r); !w)
+      spdlog::warn("task {}: cannot journal the refused {}: {}", cfg.name, cmd, std::strerror(w.error()));
     return {{"ok", false}, {"refused", true}, {"error", *why}};
   }
   journal::Selection sel;

@@ -288,6 +288,17 @@ std::vector<uint64_t> StageLayer::orphans() const {
   return out;
 }
 
+size_t StageLayer::remove_orphans() {
+  size_t n = 0;
+  for (uint64_t o : orphans()) {
+    std::string un = upper_name(o);
+    if (::unlinkat(obj_dir_.get(), un.c_str(), 0) == 0 ||
+        (errno == EISDIR && ::unlinkat(obj_dir_.get(), un.c_str(), AT_REMOVEDIR) == 0))
+      ++n;
+  }
+  return n;
+}
+
 Result<void> copy_content(int src, int dst) {
   if (::ioctl(dst, FICLONE, src) == 0) return {};
   off_t in = 0, out = 0;

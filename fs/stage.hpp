@@ -137,6 +137,9 @@ class StageLayer {
   // Every upper object number that nothing refers to any more (no entry, no
   // object state), for removal once no held change needs it.
   std::vector<uint64_t> orphans() const;
+  // Removes them (at mount: copies a crash left before their record; after
+  // decisions). Caller holds mu or is alone. Returns how many.
+  size_t remove_orphans();
 
  private:
   std::string dir_;

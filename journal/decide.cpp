@@ -569,15 +569,7 @@ void Decider::normalise(const std::vector<Record>& approved, KvTxn& txn, Touched
   }
 }
 
-void Decider::sweep() {
-  for (uint64_t n : stage_.orphans()) {
-    std::string un = fs::StageLayer::upper_name(n);
-    if (::unlinkat(stage_.obj_dirfd(), un.c_str(), 0) != 0 && errno == EISDIR) {
-      // An upper directory: empty by construction (it carries attributes only).
-      ::unlinkat(stage_.obj_dirfd(), un.c_str(), AT_REMOVEDIR);
-    }
-  }
-}
+void Decider::sweep() { stage_.remove_orphans(); }
 
 Result<void> Decider::unstage(const Record& h, const CallerInfo& who) {
   KvTxn txn;

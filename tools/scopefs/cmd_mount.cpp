@@ -111,6 +111,8 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
         });
         !r)
       throw std::runtime_error("cannot read the held changes from the journal");
+    if (size_t n = stage.remove_orphans())
+      spdlog::warn("task {}: removed {} upper cop(ies) of held changes a crash left unrecorded", cfg.name, n);
     fs::ViewOptions vo;
     vo.stage = &stage;
     fs::View view(cfg, gate, vo);

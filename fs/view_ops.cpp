@@ -27,6 +27,15 @@ int64_t mtime_ns(const struct stat& st) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
 }
 
+// An xattr's current value (nullopt: none, or unreadable).
+std::optional<std::string> xattr_value_of(int fd, const char* name) {
+  std::string v(65536, '\0');
+  auto g = sys::getxattr_fd(fd, name, v.data(), v.size());
+  if (!g) return std::nullopt;
+  v.resize(*g);
+  return v;
+}
+
 }  // namespace
 
 template <typename F>
@@ -777,6 +786,8 @@ Result<void> View::setxattr(Inode* node, const char* name, const void* value, si
   auto p = path_fd(node);
   if (!p) return Errno{p.error()};
   c.obj = ObjRef{(*p)->get(), ""};
+  c.xattr_before = xattr_value_of((*p)->get(), name);  // for rollback
+  c.xattr_value = std::string(static_cast<const char*>(value), size);
   if (auto b = gate_.begin(c); !b) return b;
   Result<void> r = node->is_symlink() ? Result<void>(Errno{EPERM})
                                       : sys::setxattr_fd((*p)->get(), name, value, size, flags);
@@ -816,6 +827,7 @@ Result<void> View::removexattr(Inode* node, const char* name, const Caller& call
   auto p = path_fd(node);
   if (!p) return Errno{p.error()};
   c.obj = ObjRef{(*p)->get(), ""};
+  c.xattr_before = xattr_value_of((*p)->get(), name);  // for rollback
   if (auto b = gate_.begin(c); !b) return b;
   Result<void> r = node->is_symlink() ? Result<void>(Errno{EPERM})
                                       : sys::removexattr_fd((*p)->get(), name);

@@ -372,6 +372,8 @@ void JournalGate::end(fs::Change& c, int err) {
       }
     }
   }
+  r.xattr_value = std::move(c.xattr_value);
+  r.xattr_before = std::move(c.xattr_before);
   if (auto w = j_.complete(r); !w) {
     spdlog::error("journal: cannot record the outcome of change {} ({} {}): {}", r.seq, r.op,
                   r.path, std::strerror(w.error()));

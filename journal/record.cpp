@@ -21,6 +21,7 @@ std::string_view state_name(RecordState s) {
     case RecordState::Held: return "held";
     case RecordState::Approved: return "approved";
     case RecordState::Rejected: return "rejected";
+    case RecordState::RolledBack: return "rolled_back";
   }
   return "?";
 }
@@ -28,7 +29,8 @@ std::string_view state_name(RecordState s) {
 std::optional<RecordState> parse_state(std::string_view s) {
   for (auto st : {RecordState::Intent, RecordState::Applied, RecordState::Failed,
                   RecordState::Denied, RecordState::Interrupted, RecordState::Held,
-                  RecordState::Approved, RecordState::Rejected})
+                  RecordState::Approved, RecordState::Rejected,
+                  RecordState::RolledBack})
     if (state_name(st) == s) return st;
   return std::nullopt;
 }

@@ -8,12 +8,14 @@
 //   task    str     task name            run   str   run id (fresh per mount)
 //   op      str     operation: create mknod mkdir symlink link unlink rmdir
 //                   rename chmod chown truncate utimens write fallocate
-//                   copy_file_range setxattr removexattr mount unmount
+//                   copy_file_range setxattr removexattr mount unmount; admin
+//                   records: approve reject rollback
 //   path    str     view path of the object; path2: second path (rename/link
 //                   target, symlink target, xattr name)
 //   flags   u32     operation flags (rename flags, open flags, setattr mask)
 //   state   str     intent | applied | failed | denied | interrupted | held |
-//                   approved | rejected
+//                   approved | rejected | rolled_back (an applied change undone by a
+//                   "rollback" record, whose ref names it)
 //   ref     u64?    held change → the record of the decision on it; approve /
 //                   reject records → the held change they decide
 //   undo    array?  held changes: the overlay keys the change set, each
@@ -63,7 +65,8 @@ enum class RecordState : uint8_t {
   Interrupted,
   Held,
   Approved,
-  Rejected
+  Rejected,
+  RolledBack
 };
 std::string_view state_name(RecordState s);
 std::optional<RecordState> parse_state(std::string_view s);

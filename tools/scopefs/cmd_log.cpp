@@ -159,8 +159,9 @@ void setup_log(CLI::App& app) {
   sub->add_option("--op", a->ops, "Only these operations (create, write, unlink, rename, ...)");
   sub->add_option("--since", a->since, "From this time (ISO 8601, epoch seconds, or 30m/2h/7d ago)");
   sub->add_option("--until", a->until, "Up to this time");
-  sub->add_option("--outcome", a->outcomes, "Only these states (applied, denied, failed, interrupted, intent, held, approved, rejected)")
-      ->check(CLI::IsMember({"applied", "denied", "failed", "interrupted", "intent", "held", "approved", "rejected"}));
+  sub->add_option("--outcome", a->outcomes, "Only these states (applied, denied, failed, interrupted, intent, held, approved, rejected, rolled_back)")
+      ->check(CLI::IsMember({"applied", "denied", "failed", "interrupted", "intent", "held", "approved", "rejected",
+                             "rolled_back"}));
   sub->callback([a] { run_log(*a); });
 }
 

@@ -37,5 +37,6 @@ std::string fmt_time(int64_t ns);
 void setup_pending(CLI::App& app);
 void setup_diff(CLI::App& app);
 void setup_decide(CLI::App& app);  // approve and reject
+void setup_rollback(CLI::App& app);
 
 }  // namespace scopefs::cli

@@ -6,15 +6,66 @@
 
 #include "journal/decide.hpp"
 #include "journal/journal_gate.hpp"
+#include "journal/rollback.hpp"
 
 namespace scopefs::cli {
 
 using nlohmann::json;
 
+namespace {
+
+// {"cmd": "rollback", "ids", "globs", "run", "since_ns", "to"?, "all", "force",
+// "dry_run"} (authorised by the caller) → the report, plus "plan" (dry run).
+json run_rollback(const json& req, const control::Peer& peer, const config::TaskConfig& cfg,
+                  journal::Journal& j, fs::View* view) {
+  journal::RollbackSelection sel;
+  try {
+    for (const auto& id : req.value("ids", json::array())) sel.ids.push_back(id.get<uint64_t>());
+    for (const auto& g : req.value("globs", json::array())) sel.globs.push_back(g.get<std::string>());
+    sel.run = req.value("run", "");
+    sel.since_ns = req.value("since_ns", int64_t{0});
+    if (req.contains("to")) {
+      sel.after_seq = req.at("to").get<uint64_t>();
+      sel.has_after = true;
+    }
+    sel.all = req.value("all", false);
+  } catch (const std::exception& e) {
+    return {{"ok", false}, {"error", std::string("bad request: ") + e.what()}};
+  }
+  if (sel.empty()) return {{"ok", false}, {"error", "nothing selected"}};
+  const bool force = req.value("force", false);
+  const bool dry_run = req.value("dry_run", false);
+  journal::CallerInfo who = journal::caller_info(fs::Caller{peer.pid, peer.uid, peer.gid});
+  journal::RollBacker rb(cfg, j);
+  journal::Touched touched;
+  auto rep = rb.rollback(sel, force, dry_run, who, touched);
+  // The real tree changed under the view: drop what the view and the kernel cache.
+  if (view && !touched.objs.empty()) view->stage_changed(touched.objs, touched.names);
+  if (auto s = j.sync(); !s) spdlog::warn("task {}: journal sync after rollback: {}", cfg.name, std::strerror(s.error()));
+  if (!rep) return {{"ok", false}, {"error", std::string("rollback failed: ") + std::strerror(rep.error())}};
+  json out = {{"ok", rep->ok()}, {"done", rep->done}, {"notes", rep->notes}, {"dry_run", dry_run}};
+  json conflicts = json::array(), failed = json::array(), unknown = json::array(), plan = json::array();
+  for (const auto& [id, t] : rep->conflicts) conflicts.push_back(json::array({id, t}));
+  for (const auto& [id, t] : rep->failed) failed.push_back(json::array({id, t}));
+  for (const auto& [id, t] : rep->unknown) unknown.push_back(json::array({id, t}));
+  for (const auto& s : rep->plan)
+    plan.push_back({{"seq", s.seq}, {"op", s.op}, {"path", s.path}, {"becomes", s.becomes}, {"blob", s.blob}});
+  out["conflicts"] = conflicts;
+  out["failed"] = failed;
+  out["unknown"] = unknown;
+  out["plan"] = plan;
+  spdlog::info("task {}: rollback{} by uid {}: {} done, {} planned, {} conflicts, {} failed", cfg.name,
+               dry_run ? " --dry-run" : "", peer.uid, rep->done.size(), rep->plan.size(),
+               rep->conflicts.size(), rep->failed.size());
+  return out;
+}
+
+}  // namespace
+
 json run_decision(const json& req, const control::Peer& peer, const config::TaskConfig& cfg,
                   journal::Journal& j, fs::StageLayer& stage, fs::View* view) {
   const std::string cmd = req.value("cmd", "");
-  if (cmd != "approve" && cmd != "reject") return {{"ok", false}, {"error", "unknown command " + cmd}};
+  if (cmd != "approve" && cmd != "reject" && cmd != "rollback") return {{"ok", false}, {"error", "unknown command " + cmd}};
   if (auto why = control::refuse_reason(peer, cfg.agent_uid, cfg.admin_gid)) {
     spdlog::warn("task {}: {} by uid {} (pid {}) {}", cfg.name, cmd, peer.uid, peer.pid, *why);
     // A refused decision is journaled like any refused change.
@@ -28,6 +79,7 @@ json run_decision(const json& req, const control::Peer& peer, const config::Task
       spdlog::warn("task {}: cannot journal the refused {}: {}", cfg.name, cmd, std::strerror(w.error()));
     return {{"ok", false}, {"refused", true}, {"error", *why}};
   }
+  if (cmd == "rollback") return run_rollback(req, peer, cfg, j, view);
   journal::Selection sel;
   try {
     for (const auto& id : req.value("ids", json::array())) sel.ids.push_back(id.get<uint64_t>());

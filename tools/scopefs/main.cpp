@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   setup_pending(app);
   setup_diff(app);
   setup_decide(app);
+  setup_rollback(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

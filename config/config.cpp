@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
@@ -95,6 +96,23 @@ std::string absolute_from(const std::string& p, const std::string& base_dir) {
 
 // Column of a string value's content: TOML++ points at the opening quote.
 unsigned value_column(const toml::node& n) { return n.source().begin.column + 1; }
+
+// "90s", "30m", "12h", "7d" → seconds; nullopt for anything else (zero,
+// signs, spaces, fractions, a missing or unknown unit, overflow).
+std::optional<int64_t> parse_retention(const std::string& s) {
+  if (s.size() < 2) return std::nullopt;
+  const char unit = s.back();
+  const int64_t mult = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : unit == 'd' ? 86400 : 0;
+  if (mult == 0) return std::nullopt;
+  std::string_view num(s.data(), s.size() - 1);
+  if (num.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  int64_t n = 0;
+  auto [ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), n);
+  if (ec != std::errc() || ptr != num.data() + num.size() || n <= 0 ||
+      n > std::numeric_limits<int64_t>::max() / mult / 1000000000)
+    return std::nullopt;
+  return n * mult;
+}
 
 size_t utf8_len(unsigned char c) {
   return c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
@@ -219,7 +237,8 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
     else
       ck.error(top, "missing [task] table");
   } else {
-    ck.only_keys(*task, {"name", "mountpoint", "state_dir", "agent_user", "admin_group"}, "[task]");
+    ck.only_keys(*task, {"name", "mountpoint", "state_dir", "agent_user", "admin_group", "retention"},
+                "[task]");
     if (auto name = ck.string_key(*task, "name", task->source(), true, "[task]")) {
       static constexpr std::string_view kNameChars =
           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
@@ -257,6 +276,15 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
         ck.error(task->get("agent_user")->source(),
                  "agent_user '" + *user + "' is not a known user name or a numeric uid");
       }
+    }
+    if (auto ret = ck.string_key(*task, "retention", task->source(), false, "[task]")) {
+      if (auto secs = parse_retention(*ret))
+        cfg.retention_s = *secs;
+      else
+        ck.error_at(task->get("retention")->source().begin.line, value_column(*task->get("retention")),
+                    "retention '" + *ret +
+                        "' must be a positive whole number with a unit s, m, h or d (\"90s\", "
+                        "\"12h\", \"7d\")");
     }
     if (auto group = ck.string_key(*task, "admin_group", task->source(), false, "[task]")) {
       cfg.admin_group = *group;

@@ -75,6 +75,9 @@ struct TaskConfig {
   std::optional<uid_t> agent_uid;
   std::optional<std::string> admin_group;  // [task] admin_group, as written
   std::optional<gid_t> admin_gid;          // resolved with getgrnam_r at load time
+  // [task] retention: how long before-images are kept for rollback (`scopefs
+  // gc` collects older ones); "90s", "30m", "12h", "7d". Default 7 days.
+  int64_t retention_s = 7 * 86400;
   std::vector<BindConfig> binds;
   Policy policy;
   ApprovalConfig approval;

@@ -266,6 +266,9 @@ class View {
                             std::string_view newname, unsigned flags, Change& c);
   Result<Entry> stage_link(Inode* node, Inode* newparent, std::string_view newname, Change& c);
   Result<sys::UniqueFd> open_upper(uint64_t upper, int flags);
+  // A held setxattr/removexattr (c.path2 = the name): copy-up, old value, apply.
+  Result<void> stage_xattr(Inode* node, Change& c, bool must_exist,
+                           const std::function<Result<void>(int fd)>& apply);
   // Starts the handle's write session if none is running (caller holds fh.mu).
   Result<void> ensure_session(OpenFile& fh, const Caller& caller, OpKind kind, unsigned flags);
   void end_session(OpenFile& fh);

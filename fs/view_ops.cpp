@@ -760,28 +760,8 @@ Result<void> View::setxattr(Inode* node, const char* name, const void* value, si
   Change c{OpKind::Setxattr, {}, name, caller, static_cast<unsigned>(flags)};
   if (auto r = permit_node(c, node); !r) return r;
   if (is_held(access_of(node), c.op, nullptr, {}, node)) {
-    if (node->is_symlink()) return Errno{EPERM};
-    std::lock_guard lk(stage_->mu());
-    StageLog log;
-    c.held = true;
-    if (auto r = copy_up(node, log); !r) return r;
-    stage_->touch(obj_id(node), log);
-    auto p = attr_fd(node);
-    if (!p) return Errno{p.error()};
-    c.obj = ObjRef{(*p)->get(), ""};
-    std::string old(65536, '\0');
-    if (auto g = sys::getxattr_fd((*p)->get(), name, old.data(), old.size())) {
-      old.resize(*g);
-      c.xattr_before = std::move(old);
-    }
     c.xattr_value = std::string(static_cast<const char*>(value), size);
-    if (auto b = gate_.begin(c); !b) {
-      stage_commit(c, log, b.error());
-      return b;
-    }
-    auto r = sys::setxattr_fd((*p)->get(), name, value, size, flags);
-    stage_commit(c, log, r.error());
-    return r;
+    return stage_xattr(node, c, false, [&](int fd) { return sys::setxattr_fd(fd, name, value, size, flags); });
   }
   auto p = path_fd(node);
   if (!p) return Errno{p.error()};
@@ -798,32 +778,8 @@ Result<void> View::setxattr(Inode* node, const char* name, const void* value, si
 Result<void> View::removexattr(Inode* node, const char* name, const Caller& caller) {
   Change c{OpKind::Removexattr, {}, name, caller, 0};
   if (auto r = permit_node(c, node); !r) return r;
-  if (is_held(access_of(node), c.op, nullptr, {}, node)) {
-    if (node->is_symlink()) return Errno{EPERM};
-    std::lock_guard lk(stage_->mu());
-    StageLog log;
-    c.held = true;
-    if (auto r = copy_up(node, log); !r) return r;
-    stage_->touch(obj_id(node), log);
-    auto p = attr_fd(node);
-    if (!p) return Errno{p.error()};
-    c.obj = ObjRef{(*p)->get(), ""};
-    std::string old(65536, '\0');
-    auto g = sys::getxattr_fd((*p)->get(), name, old.data(), old.size());
-    if (!g) {
-      stage_commit(c, log, g.error());
-      return Errno{g.error()};
-    }
-    old.resize(*g);
-    c.xattr_before = std::move(old);
-    if (auto b = gate_.begin(c); !b) {
-      stage_commit(c, log, b.error());
-      return b;
-    }
-    auto r = sys::removexattr_fd((*p)->get(), name);
-    stage_commit(c, log, r.error());
-    return r;
-  }
+  if (is_held(access_of(node), c.op, nullptr, {}, node))
+    return stage_xattr(node, c, true, [&](int fd) { return sys::removexattr_fd(fd, name); });
   auto p = path_fd(node);
   if (!p) return Errno{p.error()};
   c.obj = ObjRef{(*p)->get(), ""};

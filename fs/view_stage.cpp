@@ -567,6 +567,35 @@ bool View::obj_busy(const ObjId& id) {
   return busy;
 }
 
+Result<void> View::stage_xattr(Inode* node, Change& c, bool must_exist,
+                               const std::function<Result<void>(int fd)>& apply) {
+  if (node->is_symlink()) return Errno{EPERM};
+  std::lock_guard lk(stage_->mu());
+  StageLog log;
+  c.held = true;
+  if (auto r = copy_up(node, log); !r) return r;
+  stage_->touch(obj_id(node), log);
+  auto p = attr_fd(node);
+  if (!p) return Errno{p.error()};
+  c.obj = ObjRef{(*p)->get(), ""};
+  std::string old(65536, '\0');
+  auto g = sys::getxattr_fd((*p)->get(), c.path2.c_str(), old.data(), old.size());
+  if (g) {
+    old.resize(*g);
+    c.xattr_before = std::move(old);
+  } else if (must_exist) {
+    stage_commit(c, log, g.error());
+    return Errno{g.error()};
+  }
+  if (auto b = gate_.begin(c); !b) {
+    stage_commit(c, log, b.error());
+    return b;
+  }
+  auto r = apply((*p)->get());
+  stage_commit(c, log, r.error());
+  return r;
+}
+
 void View::stage_changed(const std::vector<ObjId>& objs,
                          const std::vector<std::pair<ObjId, std::string>>& names) {
   auto key_of = [&](const ObjId& id) -> std::optional<InodeKey> {

@@ -93,9 +93,14 @@ Result<Hash128> BlobStore::publish_tmp(int tmp_fd) {
   if (::mkdirat(dir_fd_.get(), sub.c_str(), 0700) != 0 && errno != EEXIST) return Errno{errno};
   std::string rel = sub + "/" + hex.substr(2);
   sys::ProcPath pp(tmp_fd);
-  if (::linkat(AT_FDCWD, pp.c_str(), dir_fd_.get(), rel.c_str(), AT_SYMLINK_FOLLOW) != 0 &&
-      errno != EEXIST)
-    return Errno{errno};
+  if (::linkat(AT_FDCWD, pp.c_str(), dir_fd_.get(), rel.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+    if (errno != EEXIST) return Errno{errno};
+    // Reused: make it young again (its ctime), so that a gc running meanwhile
+    // does not remove it before the record naming it commits (journal/gc.hpp).
+    struct stat st {};
+    if (::fstatat(dir_fd_.get(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+      (void)::fchmodat(dir_fd_.get(), rel.c_str(), st.st_mode & 07777, 0);
+  }
   return *h;
 }
 

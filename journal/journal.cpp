@@ -161,16 +161,36 @@ Result<void> Journal::intent(Record& r) {
   return submit(txn, opts_.sync_each);
 }
 
+namespace {
+
+// +1 on the reference count of every blob the record names.
+void add_blob_refs(KvTxn& txn, const Record& r) {
+  for (const auto* st : {&r.before, &r.victim, &r.after})
+    if (*st && (*st)->blob && (*st)->hash) txn.add("b/" + (*st)->hash->hex(), 1);
+}
+
+void append_ops(KvTxn& txn, const KvTxn& extra) {
+  for (const auto& op : extra.ops()) {
+    switch (op.kind) {
+      case KvTxn::Kind::Put: txn.put(op.key, op.value); break;
+      case KvTxn::Kind::Delete: txn.del(op.key); break;
+      case KvTxn::Kind::Add: txn.add(op.key, decode_i64(op.value)); break;
+    }
+  }
+}
+
+}  // namespace
+
 Result<void> Journal::complete(Record& r) {
   KvTxn txn;
   txn.put(record_key(r.seq), encode_record(r));
   txn.put(path_index_key(r.path, r.seq), "");
   if (!r.path2.empty() && (r.op == "rename" || r.op == "link"))
     txn.put(path_index_key(r.path2, r.seq), "");
-  for (const auto* st : {&r.before, &r.victim, &r.after})
-    if (*st && (*st)->blob && (*st)->hash) txn.add("b/" + (*st)->hash->hex(), 1);
+  add_blob_refs(txn, r);
   return submit(txn, false);
 }
+
 
 uint64_t Journal::reserve_seq() { return next_seq_.fetch_add(1); }
 
@@ -180,15 +200,8 @@ Result<void> Journal::complete_with(Record& r, const KvTxn& extra) {
   KvTxn txn;
   txn.put(record_key(r.seq), encode_record(r));
   txn.put(path_index_key(r.path, r.seq), "");
-  for (const auto* st : {&r.before, &r.victim, &r.after})
-    if (*st && (*st)->blob && (*st)->hash) txn.add("b/" + (*st)->hash->hex(), 1);
-  for (const auto& op : extra.ops()) {
-    switch (op.kind) {
-      case KvTxn::Kind::Put: txn.put(op.key, op.value); break;
-      case KvTxn::Kind::Delete: txn.del(op.key); break;
-      case KvTxn::Kind::Add: txn.add(op.key, decode_i64(op.value)); break;
-    }
-  }
+  add_blob_refs(txn, r);
+  append_ops(txn, extra);
   return submit(txn, false);
 }
 
@@ -202,16 +215,9 @@ Result<void> Journal::append_with(Record& r, const KvTxn& extra) {
   if (!r.path.empty()) txn.put(path_index_key(r.path, r.seq), "");
   if (!r.path2.empty() && (r.op == "rename" || r.op == "link"))
     txn.put(path_index_key(r.path2, r.seq), "");
-  for (const auto* st : {&r.before, &r.victim, &r.after})
-    if (*st && (*st)->blob && (*st)->hash) txn.add("b/" + (*st)->hash->hex(), 1);
+  add_blob_refs(txn, r);
   if (r.state == RecordState::Held) txn.put(held_key(r.seq), "");
-  for (const auto& op : extra.ops()) {
-    switch (op.kind) {
-      case KvTxn::Kind::Put: txn.put(op.key, op.value); break;
-      case KvTxn::Kind::Delete: txn.del(op.key); break;
-      case KvTxn::Kind::Add: txn.add(op.key, decode_i64(op.value)); break;
-    }
-  }
+  append_ops(txn, extra);
   return submit(txn, false);
 }
 
@@ -222,13 +228,7 @@ Result<void> Journal::rewrite(const Record& r, const KvTxn& extra) {
     txn.put(held_key(r.seq), "");
   else
     txn.del(held_key(r.seq));
-  for (const auto& op : extra.ops()) {
-    switch (op.kind) {
-      case KvTxn::Kind::Put: txn.put(op.key, op.value); break;
-      case KvTxn::Kind::Delete: txn.del(op.key); break;
-      case KvTxn::Kind::Add: txn.add(op.key, decode_i64(op.value)); break;
-    }
-  }
+  append_ops(txn, extra);
   return submit(txn, false);
 }
 

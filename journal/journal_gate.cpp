@@ -225,6 +225,9 @@ Result<void> JournalGate::begin(fs::Change& c) {
     if (!v) return Errno{v.error()};
     if (v->exists) r.victim = *v;
   }
+  // An interrupted xattr change is resolved against the value before it.
+  r.xattr_value = c.xattr_value;
+  r.xattr_before = c.xattr_before;
   if (auto w = j_.intent(r); !w) {
     drop_links(*s, j_.blobs());
     return Errno{w.error()};

@@ -188,6 +188,7 @@ json to_json(const Record& r) {
   if (r.xattr_value) j["xv"] = bytes(*r.xattr_value);
   if (r.xattr_before) j["xv0"] = bytes(*r.xattr_before);
   if (!r.note.empty()) j["note"] = r.note;
+  if (r.expired) j["expired"] = true;
   return j;
 }
 
@@ -251,6 +252,10 @@ Result<Record> decode_record(std::string_view value) {
     if (j.contains("xv")) r.xattr_value = bytes_field(j.at("xv"));
     if (j.contains("xv0")) r.xattr_before = bytes_field(j.at("xv0"));
     if (j.contains("note")) r.note = str_field(j, "note");
+    if (j.contains("expired")) {
+      if (!j.at("expired").is_boolean()) return Errno{EBADMSG};
+      r.expired = j.at("expired").get<bool>();
+    }
     return r;
   } catch (const std::exception&) {
     return Errno{EBADMSG};

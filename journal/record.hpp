@@ -9,7 +9,7 @@
 //   op      str     operation: create mknod mkdir symlink link unlink rmdir
 //                   rename chmod chown truncate utimens write fallocate
 //                   copy_file_range setxattr removexattr mount unmount; admin
-//                   records: approve reject rollback
+//                   records: approve reject rollback gc
 //   path    str     view path of the object; path2: second path (rename/link
 //                   target, symlink target, xattr name)
 //   flags   u32     operation flags (rename flags, open flags, setattr mask)
@@ -23,7 +23,12 @@
 //   touch   array?  held changes: overlay keys of the objects the change
 //                   depends on (bytes), for dependencies between changes
 //   xv, xv0 bytes?  setxattr/removexattr: the value after and before
-//   note    str?    what an admin decision overrode (approve --force)
+//   note    str?    what an admin decision overrode (approve --force); gc: what
+//                   it collected ("expired N records, removed N before-images
+//                   (N bytes), ...")
+//   expired bool?   `scopefs gc` collected this record's before-images (its
+//                   states' blob flags are then false): past the retention
+//                   window, it can no longer be rolled back (absent = false)
 //   err     i32     errno of a failed or denied operation (0 otherwise)
 //   caller  map     pid, uid, gid, comm (process name)
 //   before  map?    state of the object before: see ObjectState
@@ -115,6 +120,7 @@ struct Record {
   std::optional<std::string> xattr_value;
   std::optional<std::string> xattr_before;
   std::string note;
+  bool expired = false;
   bool operator==(const Record&) const = default;
 };
 

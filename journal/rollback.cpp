@@ -32,6 +32,9 @@ struct Change {
   std::optional<std::string> xv, xb;         // xattr value after / before
 };
 
+// The note of a rollback record that resolved an interrupted change.
+constexpr const char* kInterruptedNote = "interrupted change";
+
 bool is_create(const std::string& op) {
   return op == "create" || op == "mknod" || op == "mkdir" || op == "symlink";
 }
@@ -183,6 +186,14 @@ class Run {
   bool undo(const Record& x);
   void finish();
 
+  // An interrupted record (docs/journal.md, "Crash consistency"): whether its
+  // change reached the real tree, decided from the real objects and the
+  // record's `before`; undone like an applied one if it did.
+  bool undo_interrupted(const Record& x);
+  // A view path's object now (the plan's view of it in a dry run); a missing
+  // parent is a missing object.
+  Result<ObjectState> state_at(const std::string& path, struct stat* st);
+
  private:
   bool blocked(const Change& c) const {
     for (const auto& p : paths_of(c))
@@ -220,6 +231,7 @@ class Run {
   std::map<std::string, ObjectState> sim_;
   std::vector<std::pair<std::string, std::string>> alias_;
   std::vector<std::string> gone_;  // rmdir undone: mtime again at the end
+  const Record* interrupted_ = nullptr;  // the interrupted record undo() resolves, as stored
 };
 
 Result<std::optional<Hash128>> Run::keep(int dir, const std::string& name, const struct stat& st,
@@ -391,6 +403,7 @@ void Run::simulate(const Change& c, const ObjectState& cur) {
 }
 
 bool Run::undo(const Record& x) {
+  if (x.state == RecordState::Interrupted) return undo_interrupted(x);
   auto norm = normalise(j_, x);
   if (!norm) {
     rep_.failed.emplace_back(x.seq, "cannot read what change " + std::to_string(x.seq) +
@@ -508,9 +521,14 @@ bool Run::undo(const Record& x) {
   if (op == "rename" && !(c.flags & RENAME_EXCHANGE)) image = c.victim;
   if (needs_blob(image) &&
       (!image->hash || !image->blob || !j_.blobs() || !j_.blobs()->contains(*image->hash))) {
-    rep_.failed.emplace_back(x.seq, where + ": before-image not kept" +
-                                        (image->hash ? " (" + image->hash->hex() + ")" : std::string()) +
-                                        ": cannot roll back");
+    if (x.expired)
+      rep_.failed.emplace_back(x.seq, "change " + std::to_string(x.seq) +
+                                          " is past the retention window; its before-image was "
+                                          "collected by gc: cannot roll back " + where);
+    else
+      rep_.failed.emplace_back(x.seq, where + ": before-image not kept" +
+                                          (image->hash ? " (" + image->hash->hex() + ")" : std::string()) +
+                                          ": cannot roll back");
     block(c);
     return false;
   }
@@ -560,6 +578,7 @@ bool Run::undo(const Record& x) {
   else if (op == "utimens") step.becomes = "mtime " + std::to_string(c.before ? c.before->mtime_ns : 0);
   else if (is_xattr(op)) step.becomes = c.xb ? "xattr " + c.path2 + " restored" : "xattr " + c.path2 + " removed";
   if (!why.empty()) step.becomes += " (forced over: " + why + ")";
+  if (interrupted_) step.becomes += " (interrupted change: it reached the real tree)";
   if (dry_run_) {
     rep_.plan.push_back(step);
     simulate(c, *cur);
@@ -577,6 +596,7 @@ bool Run::undo(const Record& x) {
   a.ref = x.seq;
   a.caller = who_;
   if (!why.empty()) a.note = "forced over a conflict: " + why;
+  if (interrupted_) a.note = std::string(kInterruptedNote) + ": it had reached the real tree";
   if (auto w = j_.intent(a); !w) {
     rep_.failed.emplace_back(x.seq, std::string("cannot journal the rollback: ") + std::strerror(w.error()));
     block(c);
@@ -680,7 +700,7 @@ bool Run::undo(const Record& x) {
       if (inv.op == "create" || inv.op == "mkdir" || inv.op == "symlink" || inv.op == "mknod")
         a.before = ObjectState{};
     }
-    Record undone = x;
+    Record undone = interrupted_ ? *interrupted_ : x;
     undone.state = RecordState::RolledBack;
     extra.put(record_key(undone.seq), encode_record(undone));
     if (x.op == "rollback") {
@@ -711,6 +731,179 @@ bool Run::undo(const Record& x) {
   }
   rep_.done.push_back(x.seq);
   if (!why.empty()) rep_.notes.push_back(std::to_string(x.seq) + ": forced over: " + why);
+  return true;
+}
+
+Result<ObjectState> Run::state_at(const std::string& path, struct stat* st) {
+  if (dry_run_) return sim_state(path);
+  auto loc = locate(cfg_, path);
+  if (!loc) {
+    if (loc.error() == ENOENT || loc.error() == ENOTDIR) return ObjectState{};
+    return Errno{loc.error()};
+  }
+  return real_state(loc->dir.get(), loc->name, st);
+}
+
+namespace {
+
+// The real object is the one `want` describes: its type and, where the
+// record knows them, content (size, hash), mtime of files, symlink target.
+bool same_object(const ObjectState& real, const std::optional<ObjectState>& want) {
+  if (!want || !want->exists) return !real.exists;
+  if (!real.exists || real.type != want->type) return false;
+  if (want->type == "file")
+    return real.size == want->size && real.mtime_ns == want->mtime_ns &&
+           (!want->hash || !real.hash || *want->hash == *real.hash);
+  if (want->type == "symlink") return real.target == want->target;
+  if (want->type == "chr" || want->type == "blk") return real.rdev == want->rdev;
+  return true;
+}
+
+std::string describe(const ObjectState& s) {
+  if (!s.exists) return "absent";
+  std::string d = "a " + s.type;
+  if (s.type == "file") d += " of " + std::to_string(s.size) + " bytes";
+  if (s.type == "symlink") d += " -> " + s.target;
+  return d;
+}
+
+}  // namespace
+
+bool Run::undo_interrupted(const Record& x) {
+  Change shape;
+  shape.op = x.op;
+  shape.path = x.path;
+  shape.path2 = x.path2;
+  if (blocked(shape)) {
+    rep_.conflicts.emplace_back(x.seq, x.path + ": skipped: a newer change to this path (or one "
+                                                "above or below it) was not rolled back");
+    block(shape);
+    return false;
+  }
+  const std::string& op = x.op;
+  const bool two = op == "rename" || op == "link";
+  struct stat st1 {}, st2 {};
+  auto cur1 = state_at(x.path, &st1);
+  Result<ObjectState> cur2 = two ? state_at(x.path2, &st2) : Result<ObjectState>(ObjectState{});
+  if (!cur1 || !cur2) {
+    rep_.failed.emplace_back(x.seq, "cannot read " + (cur1 ? x.path2 : x.path) + ": " +
+                                        std::strerror(cur1 ? cur2.error() : cur1.error()));
+    block(shape);
+    return false;
+  }
+  // reached: the change is in the real tree (undo it with `after` = what is
+  // there); not reached: the real tree is as `before` says; else a conflict.
+  bool reached = false;
+  std::string why;
+  std::optional<ObjectState> after;
+  std::vector<std::pair<const ObjectState*, const struct stat*>> stale_links;
+  if (is_create(op)) {
+    reached = cur1->exists;
+    after = *cur1;
+  } else if (op == "link") {
+    if (cur2->exists) {
+      bool same_inode = dry_run_ || (st1.st_ino == st2.st_ino && st1.st_dev == st2.st_dev);
+      if (!same_inode) why = x.path2 + " is " + describe(*cur2) + ", not a hard link of " + x.path;
+      reached = same_inode;
+      after = *cur2;
+    }
+  } else if (!x.before || !x.before->exists) {
+    rep_.failed.emplace_back(x.seq, x.path + ": the journal has no state from before the change");
+    block(shape);
+    return false;
+  } else if (op == "unlink" || op == "rmdir") {
+    if (!cur1->exists) {
+      reached = true;
+      after = ObjectState{};
+    } else if (same_object(*cur1, x.before)) {
+      stale_links.emplace_back(&*x.before, &st1);
+    } else {
+      why = x.path + " is " + describe(*cur1) + ", neither the removed object nor absent";
+    }
+  } else if (op == "rename") {
+    const bool exchange = (x.flags & RENAME_EXCHANGE) != 0;
+    std::optional<ObjectState> victim = x.victim;
+    if (same_object(*cur1, x.before) && same_object(*cur2, victim)) {
+      if (victim && !exchange) stale_links.emplace_back(&*x.victim, &st2);
+    } else if (same_object(*cur2, x.before) &&
+               (exchange ? same_object(*cur1, victim) : !cur1->exists)) {
+      reached = true;
+      after = *cur2;
+    } else {
+      why = x.path + " is " + describe(*cur1) + " and " + x.path2 + " is " + describe(*cur2) +
+            ": neither before nor after the rename";
+    }
+  } else if (!cur1->exists || cur1->type != x.before->type) {
+    why = x.path + " is " + describe(*cur1) + ", was " + describe(*x.before);
+  } else if (is_content(op)) {
+    reached = !(cur1->hash && x.before->hash && *cur1->hash == *x.before->hash &&
+                cur1->size == x.before->size && cur1->mtime_ns == x.before->mtime_ns &&
+                cur1->mode == x.before->mode);
+    after = *cur1;
+  } else if (is_meta(op)) {
+    reached = cur1->uid != x.before->uid || cur1->gid != x.before->gid ||
+              (op == "utimens" && cur1->mtime_ns != x.before->mtime_ns) ||
+              (cur1->type != "symlink" && cur1->mode != x.before->mode);
+    after = *cur1;
+  } else if (is_xattr(op)) {
+    std::optional<std::string> now;
+    if (auto loc = locate(cfg_, x.path)) now = get_xattr(loc->dir.get(), loc->name, x.path2);
+    reached = now != x.xattr_before;
+    after = *cur1;
+  }
+  if (!why.empty()) {
+    // Neither the state before nor a state the change leaves: not guessed at,
+    // even with --force.
+    rep_.conflicts.emplace_back(x.seq, "conflict: interrupted " + op + ": " + why +
+                                           "; resolve it by hand");
+    block(shape);
+    return false;
+  }
+  if (reached) {
+    Record y = x;
+    y.state = RecordState::Applied;
+    y.after = after;
+    interrupted_ = &x;
+    bool ok = undo(y);
+    interrupted_ = nullptr;
+    return ok;
+  }
+  // The change never reached the real tree: nothing to undo. A before-image
+  // hard-linked into the store is still a live file: unlink it there.
+  if (dry_run_) {
+    RollbackStep step;
+    step.seq = x.seq;
+    step.op = op;
+    step.path = two && op == "link" ? x.path2 : x.path;
+    step.becomes = "unchanged (interrupted change: it had not reached the real tree)";
+    rep_.plan.push_back(step);
+    return true;
+  }
+  for (const auto& [state, st] : stale_links)
+    if (state->blob && state->hash && j_.blobs())
+      j_.blobs()->unlink_if_inode(*state->hash, st->st_dev, st->st_ino);
+  Record a;
+  a.op = "rollback";
+  a.path = x.path;
+  a.path2 = x.path2;
+  a.flags = x.flags;
+  a.ref = x.seq;
+  a.caller = who_;
+  a.state = RecordState::Applied;
+  a.before = *cur1;
+  a.after = *cur1;
+  a.note = std::string(kInterruptedNote) + ": it had not reached the real tree; nothing to undo";
+  Record undone = x;
+  undone.state = RecordState::RolledBack;
+  KvTxn extra;
+  extra.put(record_key(undone.seq), encode_record(undone));
+  if (auto w = j_.append_with(a, extra); !w) {
+    rep_.failed.emplace_back(x.seq, std::string("cannot journal the resolution: ") +
+                                        std::strerror(w.error()));
+    block(shape);
+    return false;
+  }
+  rep_.done.push_back(x.seq);
   return true;
 }
 
@@ -748,12 +941,17 @@ Result<RollbackReport> RollBacker::rollback(const RollbackSelection& sel, bool f
   auto s = j_.scan(1, [&](const Record& r, int err) {
     if (err) return true;
     bool by_id = std::find(sel.ids.begin(), sel.ids.end(), r.seq) != sel.ids.end();
-    bool candidate = r.state == RecordState::Applied &&
-                     (rollbackable_op(r.op) || r.op == "approve" || r.op == "rollback");
+    bool candidate = (r.state == RecordState::Applied &&
+                      (rollbackable_op(r.op) || r.op == "approve" || r.op == "rollback")) ||
+                     (r.state == RecordState::Interrupted && rollbackable_op(r.op));
+    // Resolving an interrupted change is not itself undone (its record may
+    // say nothing happened).
+    bool resolved_interrupted = r.op == "rollback" && r.note.rfind(kInterruptedNote, 0) == 0;
     if (by_id) {
       seen_ids.push_back(r.seq);
-      if (!candidate) {
-        std::string why = r.state == RecordState::RolledBack ? "already rolled back"
+      if (!candidate || resolved_interrupted) {
+        std::string why = resolved_interrupted ? "it resolved an interrupted change: not undoable"
+                          : r.state == RecordState::RolledBack ? "already rolled back"
                           : r.state != RecordState::Applied
                               ? std::string("its state is ") + std::string(state_name(r.state))
                               : "a " + r.op + " record cannot be rolled back";

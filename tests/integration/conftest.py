@@ -30,7 +30,7 @@ def is_fuse_mount(path):
 
 
 def write_config(path, name, mountpoint, state_dir, binds, rules=(), agent_user=None,
-                 admin_group=None, approval=None):
+                 admin_group=None, approval=None, retention=None):
     """Writes a task config.
 
     binds: dicts {path, source, access}; a bind without "access" gets no access
@@ -44,6 +44,8 @@ def write_config(path, name, mountpoint, state_dir, binds, rules=(), agent_user=
         lines.append(f'agent_user = "{agent_user}"')
     if admin_group is not None:
         lines.append(f'admin_group = "{admin_group}"')
+    if retention is not None:
+        lines.append(f'retention = "{retention}"')
     for b in binds:
         lines += ["", "[[bind]]", f'path = "{b["path"]}"', f'source = "{b["source"]}"']
         if b.get("access") is not None:
@@ -63,7 +65,7 @@ class Mount:
     """A running view. `mp` is the mountpoint, `src(name)` a bind's source dir."""
 
     def __init__(self, root, binds, rules=(), name="t", extra_args=(), agent_user=None,
-                 admin_group=None, approval=None):
+                 admin_group=None, approval=None, retention=None):
         self.root = Path(root)
         self.mp = self.root / "mnt"
         self.state = self.root / "state"
@@ -75,6 +77,7 @@ class Mount:
         self.agent_user = agent_user
         self.admin_group = admin_group
         self.approval = approval
+        self.retention = retention
         self.proc = None
         self.log_path = self.root / "daemon.log"
 
@@ -90,7 +93,7 @@ class Mount:
         except OSError:
             pass  # a stale mount of a killed daemon: the next mount clears it
         write_config(self.config, self.name, self.mp, self.state, self.binds, self.rules,
-                     self.agent_user, self.admin_group, self.approval)
+                     self.agent_user, self.admin_group, self.approval, self.retention)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [SCOPEFS, "mount", "--foreground", *self.extra_args, str(self.config)],

@@ -844,3 +844,29 @@ TEST_CASE("resolve_task_arg maps a bare name to /etc/scopefs/tasks and keeps pat
 }
 
 TEST_SUITE_END();
+
+// ---------------------------------------------------------------------------
+// [task] retention
+
+TEST_CASE_FIXTURE(ConfigFixture, "[task] retention defaults to 7 days and takes s, m, h, d") {
+  CHECK(parse(valid()).retention_s == 7 * 86400);
+  for (auto [text, secs] : std::vector<std::pair<std::string, int64_t>>{
+           {"90s", 90}, {"30m", 1800}, {"12h", 43200}, {"7d", 604800}, {"1d", 86400}}) {
+    Lines l = task();
+    l.push_back("retention = " + tstr(text));
+    CHECK_MESSAGE(parse(cat({l, bind("data", src1, "read")})).retention_s == secs, text);
+  }
+}
+
+TEST_CASE_FIXTURE(ConfigFixture, "a bad retention is an error at its value") {
+  for (const char* bad : {"7", "d", "7w", "-1d", "0s", "1.5h", " 7d", "7 d", "",
+                          "99999999999999999999d"}) {
+    Lines l = task();
+    l.push_back(std::string("retention = ") + tstr(bad));  // line 5; the content at column 14
+    auto d = errors(cat({l, bind("data", src1, "read")}));
+    check_one(d, 5, 14, "retention '");
+  }
+  Lines l = task();
+  l.push_back("retention = 7");
+  check_one(errors(cat({l, bind("data", src1, "read")})), 5, 13, "'retention' must be a string");
+}

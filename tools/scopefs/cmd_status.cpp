@@ -13,6 +13,7 @@
 
 #include "config/config.hpp"
 #include "journal/journal.hpp"
+#include "journal/rollback.hpp"
 #include "journal/state_dir.hpp"
 #include "tools/scopefs/commands.hpp"
 
@@ -85,6 +86,10 @@ void run_status(const StatusArgs& a) {
   int64_t last_t = 0;
   std::string run;
   int corrupt = 0;
+  // The oldest change rollback can still undo: applied, of a rollback-able
+  // op, its before-images not collected by gc.
+  std::optional<std::pair<uint64_t, int64_t>> oldest;
+  uint64_t expired = 0;
   try {
     auto j = journal::Journal::open_read_only(state);
     auto r = j->scan(1, [&](const journal::Record& rec, int err) {
@@ -94,6 +99,10 @@ void run_status(const StatusArgs& a) {
         return true;
       }
       ++by_state[std::string(journal::state_name(rec.state))];
+      if (rec.expired) ++expired;
+      if (!oldest && !rec.expired && rec.state == journal::RecordState::Applied &&
+          (journal::rollbackable_op(rec.op) || rec.op == "approve" || rec.op == "rollback"))
+        oldest = {rec.seq, rec.time_ns};
       if (rec.op == "mount") run = rec.run;
       if (rec.op != "mount" && rec.op != "unmount") last_t = std::max(last_t, rec.time_ns);
       return true;
@@ -111,6 +120,11 @@ void run_status(const StatusArgs& a) {
   out["last_change_ns"] = last_t;
   out["blob_bytes"] = tree_bytes(state + "/blobs");
   out["blobs"] = tree_files(state + "/blobs");
+  out["expired_records"] = expired;
+  out["retention_s"] = cfg ? nlohmann::json(cfg->retention_s) : nlohmann::json(nullptr);
+  out["oldest_rollbackable"] =
+      oldest ? nlohmann::json{{"seq", oldest->first}, {"t", oldest->second}, {"time", fmt_time(oldest->second)}}
+             : nlohmann::json(nullptr);
   if (a.json) {
     std::cout << out.dump() << "\n";
   } else {
@@ -128,6 +142,13 @@ void run_status(const StatusArgs& a) {
     std::cout << "\n";
     std::cout << "blob store  " << out["blobs"].get<uint64_t>() << " before-images, "
               << out["blob_bytes"].get<uint64_t>() << " bytes\n";
+    std::cout << "rollback    "
+              << (oldest ? "oldest rollback-able change " + std::to_string(oldest->first) + " at " +
+                               fmt_time(oldest->second)
+                         : std::string("no rollback-able change"));
+    if (cfg) std::cout << "; retention " << cfg->retention_s << " s";
+    if (expired) std::cout << "; " << expired << " change(s) past retention (collected by gc)";
+    std::cout << "\n";
     if (corrupt) std::cout << "WARNING     " << corrupt << " record(s) cannot be read\n";
   }
   if (corrupt) throw Exit{kExitFailure};

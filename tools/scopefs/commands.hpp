@@ -38,5 +38,6 @@ void setup_pending(CLI::App& app);
 void setup_diff(CLI::App& app);
 void setup_decide(CLI::App& app);  // approve and reject
 void setup_rollback(CLI::App& app);
+void setup_gc(CLI::App& app);
 
 }  // namespace scopefs::cli

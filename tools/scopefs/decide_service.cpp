@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "journal/decide.hpp"
+#include "journal/gc.hpp"
 #include "journal/journal_gate.hpp"
 #include "journal/rollback.hpp"
 
@@ -60,12 +61,38 @@ json run_rollback(const json& req, const control::Peer& peer, const config::Task
   return out;
 }
 
+// {"cmd": "gc", "dry_run"} (authorised by the caller) → the GcReport.
+json run_gc(const json& req, const control::Peer& peer, const config::TaskConfig& cfg,
+            journal::Journal& j) {
+  journal::GcOptions o;
+  o.retention_s = cfg.retention_s;
+  o.dry_run = req.value("dry_run", false);
+  journal::CallerInfo who = journal::caller_info(fs::Caller{peer.pid, peer.uid, peer.gid});
+  auto rep = journal::collect_garbage(j, o, who);
+  if (!rep) return {{"ok", false}, {"error", std::string("gc failed: ") + std::strerror(rep.error())}};
+  spdlog::info("task {}: gc{} by uid {}: {}", cfg.name, o.dry_run ? " --dry-run" : "", peer.uid,
+               rep->summary());
+  return {{"ok", true},
+          {"dry_run", o.dry_run},
+          {"retention_s", cfg.retention_s},
+          {"cutoff_ns", rep->cutoff_ns},
+          {"records", rep->records},
+          {"expired", rep->expired},
+          {"blobs", rep->blobs},
+          {"bytes", rep->bytes},
+          {"orphans", rep->orphans},
+          {"kept_shared", rep->kept_shared},
+          {"tmp_files", rep->tmp_files},
+          {"seq", rep->seq},
+          {"summary", rep->summary()}};
+}
+
 }  // namespace
 
 json run_decision(const json& req, const control::Peer& peer, const config::TaskConfig& cfg,
                   journal::Journal& j, fs::StageLayer& stage, fs::View* view) {
   const std::string cmd = req.value("cmd", "");
-  if (cmd != "approve" && cmd != "reject" && cmd != "rollback") return {{"ok", false}, {"error", "unknown command " + cmd}};
+  if (cmd != "approve" && cmd != "reject" && cmd != "rollback" && cmd != "gc") return {{"ok", false}, {"error", "unknown command " + cmd}};
   if (auto why = control::refuse_reason(peer, cfg.agent_uid, cfg.admin_gid)) {
     spdlog::warn("task {}: {} by uid {} (pid {}) {}", cfg.name, cmd, peer.uid, peer.pid, *why);
     // A refused decision is journaled like any refused change.
@@ -80,6 +107,7 @@ json run_decision(const json& req, const control::Peer& peer, const config::Task
     return {{"ok", false}, {"refused", true}, {"error", *why}};
   }
   if (cmd == "rollback") return run_rollback(req, peer, cfg, j, view);
+  if (cmd == "gc") return run_gc(req, peer, cfg, j);
   journal::Selection sel;
   try {
     for (const auto& id : req.value("ids", json::array())) sel.ids.push_back(id.get<uint64_t>());

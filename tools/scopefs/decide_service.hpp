@@ -1,7 +1,9 @@
 // Approve/reject requests, shared by the daemon (control socket) and the CLI
 // (no daemon: the state opened directly under its lock). The request is the
 // control protocol's JSON: {"cmd": "approve"|"reject", "ids": [..],
-// "globs": [..], "all": bool, "force": bool, "with_deps": bool}.
+// "globs": [..], "all": bool, "force": bool, "with_deps": bool}; also
+// "rollback" (cmd_rollback.cpp) and "gc" ({"cmd": "gc", "dry_run": bool},
+// cmd_gc.cpp), with the same authorization.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   setup_diff(app);
   setup_decide(app);
   setup_rollback(app);
+  setup_gc(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

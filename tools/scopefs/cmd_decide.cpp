@@ -30,28 +30,6 @@ struct DecideArgs {
   bool json_out = false;
 };
 
-json offline(const json& req, const config::TaskConfig& cfg) {
-  control::Peer me = control::self_peer();
-  if (auto why = control::refuse_reason(me, cfg.agent_uid, cfg.admin_gid))
-    return {{"ok", false}, {"refused", true}, {"error", *why}};
-  journal::StateDir state(cfg.state_dir);
-  if (!state.try_lock())
-    return {{"ok", false},
-            {"error", "the task's state is in use (a daemon starting or stopping, or another "
-                      "admin command); try again"}};
-  journal::JournalOptions jo;
-  jo.task = cfg.name;
-  jo.run = "admin";
-  auto j = journal::Journal::open(cfg.state_dir, jo);
-  fs::StageLayer stage(cfg.state_dir + "/stage");
-  if (auto r = j->kv().scan("s/", "", [&](std::string_view k, std::string_view v) {
-        stage.load_key(k, v);
-        return true;
-      });
-      !r)
-    return {{"ok", false}, {"error", "cannot read the held changes"}};
-  return run_decision(req, me, cfg, *j, stage, nullptr);
-}
 
 void run(const DecideArgs& a, const std::string& cmd) {
   config::TaskConfig cfg;
@@ -67,30 +45,7 @@ void run(const DecideArgs& a, const std::string& cmd) {
   }
   json req = {{"cmd", cmd}, {"ids", a.ids}, {"globs", a.globs}, {"all", a.all},
               {"force", a.force}, {"with_deps", a.with_deps}};
-  json resp;
-  auto r = control::call(cfg.state_dir + "/control.sock", req, 10 * 60 * 1000);
-  if (r) {
-    resp = *r;
-  } else if (r.error() == ENOENT || r.error() == ECONNREFUSED) {
-    try {
-      resp = offline(req, cfg);
-    } catch (const std::exception& e) {
-      std::cerr << "scopefs " << cmd << ": " << e.what() << "\n";
-      throw Exit{kExitFailure};
-    }
-  } else if (r.error() == EACCES) {
-    std::cerr << "scopefs " << cmd << ": refused: cannot reach the control socket of task "
-              << cfg.name << " (only root and the admin group may decide)\n";
-    throw Exit{kExitFailure};
-  } else {
-    std::cerr << "scopefs " << cmd << ": cannot reach the daemon: " << std::strerror(r.error()) << "\n";
-    throw Exit{kExitFailure};
-  }
-  if (a.json_out) std::cout << resp.dump(2) << "\n";
-  if (resp.contains("error")) {
-    std::cerr << "scopefs " << cmd << ": " << resp["error"].get<std::string>() << "\n";
-    throw Exit{kExitFailure};
-  }
+  json resp = admin_request(cmd, req, cfg, a.json_out);
   const char* verb = cmd == "approve" ? "approved" : "rejected";
   if (!a.json_out) {
     for (const auto& id : resp.value("done", json::array())) std::cout << verb << " " << id << "\n";

@@ -24,23 +24,6 @@ struct GcArgs {
   bool json_out = false;
 };
 
-json offline(const json& req, const config::TaskConfig& cfg) {
-  control::Peer me = control::self_peer();
-  if (auto why = control::refuse_reason(me, cfg.agent_uid, cfg.admin_gid))
-    return {{"ok", false}, {"refused", true}, {"error", *why}};
-  journal::StateDir state(cfg.state_dir);
-  if (!state.try_lock())
-    return {{"ok", false},
-            {"error", "the task's state is in use (a daemon starting or stopping, or another "
-                      "admin command); try again"}};
-  journal::JournalOptions jo;
-  jo.task = cfg.name;
-  jo.run = "admin";
-  auto j = journal::Journal::open(cfg.state_dir, jo);
-  // gc does not use the overlay; run_decision wants one.
-  fs::StageLayer stage(cfg.state_dir + "/stage");
-  return run_decision(req, me, cfg, *j, stage, nullptr);
-}
 
 void run(const GcArgs& a) {
   config::TaskConfig cfg;
@@ -51,30 +34,7 @@ void run(const GcArgs& a) {
     throw Exit{kExitUsage};
   }
   json req = {{"cmd", "gc"}, {"dry_run", a.dry_run}};
-  json resp;
-  auto r = control::call(cfg.state_dir + "/control.sock", req, 10 * 60 * 1000);
-  if (r) {
-    resp = *r;
-  } else if (r.error() == ENOENT || r.error() == ECONNREFUSED) {
-    try {
-      resp = offline(req, cfg);
-    } catch (const std::exception& e) {
-      std::cerr << "scopefs gc: " << e.what() << "\n";
-      throw Exit{kExitFailure};
-    }
-  } else if (r.error() == EACCES) {
-    std::cerr << "scopefs gc: refused: cannot reach the control socket of task " << cfg.name
-              << " (only root and the admin group may collect)\n";
-    throw Exit{kExitFailure};
-  } else {
-    std::cerr << "scopefs gc: cannot reach the daemon: " << std::strerror(r.error()) << "\n";
-    throw Exit{kExitFailure};
-  }
-  if (a.json_out) std::cout << resp.dump(2) << "\n";
-  if (resp.contains("error")) {
-    std::cerr << "scopefs gc: " << resp["error"].get<std::string>() << "\n";
-    throw Exit{kExitFailure};
-  }
+  json resp = admin_request("gc", req, cfg, a.json_out);
   if (!a.json_out) {
     std::cout << (resp.value("dry_run", false) ? "would have " : "") << resp.value("summary", "")
               << " (retention " << resp.value("retention_s", int64_t{0}) << " s, before "

@@ -35,23 +35,6 @@ struct RollbackArgs {
   bool json_out = false;
 };
 
-json offline(const json& req, const config::TaskConfig& cfg) {
-  control::Peer me = control::self_peer();
-  if (auto why = control::refuse_reason(me, cfg.agent_uid, cfg.admin_gid))
-    return {{"ok", false}, {"refused", true}, {"error", *why}};
-  journal::StateDir state(cfg.state_dir);
-  if (!state.try_lock())
-    return {{"ok", false},
-            {"error", "the task's state is in use (a daemon starting or stopping, or another "
-                      "admin command); try again"}};
-  journal::JournalOptions jo;
-  jo.task = cfg.name;
-  jo.run = "admin";
-  auto j = journal::Journal::open(cfg.state_dir, jo);
-  // Rollback does not use the overlay; run_decision wants one.
-  fs::StageLayer stage(cfg.state_dir + "/stage");
-  return run_decision(req, me, cfg, *j, stage, nullptr);
-}
 
 void run(const RollbackArgs& a) {
   config::TaskConfig cfg;
@@ -76,30 +59,7 @@ void run(const RollbackArgs& a) {
     }
   }
   if (a.to >= 0) req["to"] = static_cast<uint64_t>(a.to);
-  json resp;
-  auto r = control::call(cfg.state_dir + "/control.sock", req, 10 * 60 * 1000);
-  if (r) {
-    resp = *r;
-  } else if (r.error() == ENOENT || r.error() == ECONNREFUSED) {
-    try {
-      resp = offline(req, cfg);
-    } catch (const std::exception& e) {
-      std::cerr << "scopefs rollback: " << e.what() << "\n";
-      throw Exit{kExitFailure};
-    }
-  } else if (r.error() == EACCES) {
-    std::cerr << "scopefs rollback: refused: cannot reach the control socket of task " << cfg.name
-              << " (only root and the admin group may roll back)\n";
-    throw Exit{kExitFailure};
-  } else {
-    std::cerr << "scopefs rollback: cannot reach the daemon: " << std::strerror(r.error()) << "\n";
-    throw Exit{kExitFailure};
-  }
-  if (a.json_out) std::cout << resp.dump(2) << "\n";
-  if (resp.contains("error")) {
-    std::cerr << "scopefs rollback: " << resp["error"].get<std::string>() << "\n";
-    throw Exit{kExitFailure};
-  }
+  json resp = admin_request("rollback", req, cfg, a.json_out);
   if (!a.json_out) {
     for (const auto& s : resp.value("plan", json::array())) {
       std::cout << "would undo " << s.value("seq", uint64_t{0}) << " (" << s.value("op", "") << "): "

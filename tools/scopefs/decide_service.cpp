@@ -3,11 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <cstring>
+#include <iostream>
 
 #include "journal/decide.hpp"
 #include "journal/gc.hpp"
 #include "journal/journal_gate.hpp"
 #include "journal/rollback.hpp"
+#include "journal/state_dir.hpp"
+#include "tools/scopefs/commands.hpp"
 
 namespace scopefs::cli {
 
@@ -138,6 +141,62 @@ json run_decision(const json& req, const control::Peer& peer, const config::Task
   spdlog::info("task {}: {} by uid {}: {} done, {} conflicts, {} failed", cfg.name, cmd, peer.uid,
                rep->done.size(), rep->conflicts.size(), rep->failed.size());
   return out;
+}
+
+namespace {
+
+json run_offline(const json& req, const config::TaskConfig& cfg) {
+  control::Peer me = control::self_peer();
+  if (auto why = control::refuse_reason(me, cfg.agent_uid, cfg.admin_gid))
+    return {{"ok", false}, {"refused", true}, {"error", *why}};
+  journal::StateDir state(cfg.state_dir);
+  if (!state.try_lock())
+    return {{"ok", false},
+            {"error", "the task's state is in use (a daemon starting or stopping, or another "
+                      "admin command); try again"}};
+  journal::JournalOptions jo;
+  jo.task = cfg.name;
+  jo.run = "admin";
+  auto j = journal::Journal::open(cfg.state_dir, jo);
+  fs::StageLayer stage(cfg.state_dir + "/stage");
+  if (auto r = j->kv().scan("s/", "", [&](std::string_view k, std::string_view v) {
+        stage.load_key(k, v);
+        return true;
+      });
+      !r)
+    return {{"ok", false}, {"error", "cannot read the held changes"}};
+  return run_decision(req, me, cfg, *j, stage, nullptr);
+}
+
+}  // namespace
+
+json admin_request(const std::string& cmd, const json& req, const config::TaskConfig& cfg,
+                   bool json_out) {
+  json resp;
+  auto r = control::call(cfg.state_dir + "/control.sock", req, 10 * 60 * 1000);
+  if (r) {
+    resp = *r;
+  } else if (r.error() == ENOENT || r.error() == ECONNREFUSED) {
+    try {
+      resp = run_offline(req, cfg);
+    } catch (const std::exception& e) {
+      std::cerr << "scopefs " << cmd << ": " << e.what() << "\n";
+      throw Exit{kExitFailure};
+    }
+  } else if (r.error() == EACCES) {
+    std::cerr << "scopefs " << cmd << ": refused: cannot reach the control socket of task "
+              << cfg.name << " (only root and the admin group may run " << cmd << ")\n";
+    throw Exit{kExitFailure};
+  } else {
+    std::cerr << "scopefs " << cmd << ": cannot reach the daemon: " << std::strerror(r.error()) << "\n";
+    throw Exit{kExitFailure};
+  }
+  if (json_out) std::cout << resp.dump(2) << "\n";
+  if (resp.contains("error")) {
+    std::cerr << "scopefs " << cmd << ": " << resp["error"].get<std::string>() << "\n";
+    throw Exit{kExitFailure};
+  }
+  return resp;
 }
 
 }  // namespace scopefs::cli

@@ -24,4 +24,10 @@ nlohmann::json run_decision(const nlohmann::json& req, const control::Peer& peer
                             const config::TaskConfig& cfg, journal::Journal& j,
                             fs::StageLayer& stage, fs::View* view);
 
+// The CLI side of an admin command: through the running daemon's control
+// socket, else (no daemon) on the state directly under its lock. Prints the
+// answer as JSON if asked; prints an error and throws Exit on failure.
+nlohmann::json admin_request(const std::string& cmd, const nlohmann::json& req,
+                             const config::TaskConfig& cfg, bool json_out);
+
 }  // namespace scopefs::cli

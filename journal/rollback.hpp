@@ -5,6 +5,11 @@
 // utimens write fallocate copy_file_range setxattr removexattr), "approve"
 // records (the change applied is the held record's op, with the approval's
 // before/after states) and "rollback" records themselves (by id only).
+// Records in state "interrupted" (a crash between intent and outcome) of the
+// tree operations too: whether the change reached the real tree is decided
+// from the real objects and the record's `before` (docs/journal.md, "Crash
+// consistency"); if it did, it is undone like an applied one with `after` =
+// what is there now; if not, only a resolution record is written.
 //
 // Every such record is first normalised into a Change: an operation with the
 // states before and after it, in the coordinates where undoing it is defined.

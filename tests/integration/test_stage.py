@@ -1194,6 +1194,18 @@ def test_only_admins_decide(stage, admin_users):
     assert not any(r["caller"]["uid"] in (admin_users["agent"], 65534) and r["state"] == "applied"
                    for r in decisions), decisions
 
+    # Rollback of an approved change is an admin decision too.
+    for user in (AGENT, "nobody"):
+        r = decide(m, "rollback", "--all", user=user, expect=None)
+        assert r.returncode != 0, explain(m, r, f"{user} could roll back")
+        assert "refused" in (r.stderr + r.stdout).lower(), explain(m, r, "unclear refusal")
+    assert (real / "x.txt").read_bytes() == b"x.txt by the agent\n"
+    decide(m, "rollback", "--path", f"{BIND}/x.txt", user=ADMIN)
+    assert (real / "x.txt").read_bytes() == b"x.txt real\n"
+    assert (real / "z.txt").read_bytes() == b"z.txt by the agent\n"
+    rollbacks = [r for r in read_log(m) if r["op"] == "rollback" and r["state"] == "applied"]
+    assert [r["caller"]["uid"] for r in rollbacks] == [admin_users["admin"]], rollbacks
+
 
 # ---------------------------------------------------------------------------
 # Coherence: decisions while the view holds files open, caches warm

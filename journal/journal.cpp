@@ -76,18 +76,19 @@ Journal::Journal(std::unique_ptr<KvStore> kv, std::unique_ptr<BlobStore> blobs,
     }
   }
   // The next sequence follows the last record.
-  uint64_t last = 0;
-  auto r = kv_->scan("r/", "", [&](std::string_view k, std::string_view) {
-    if (auto s = seq_of_key(k)) last = *s;
-    return true;
-  });
-  if (!r) throw std::runtime_error("cannot read the journal");
-  next_seq_ = last + 1;
+  auto last = kv_->last("r/");
+  if (!last) throw std::runtime_error("cannot read the journal");
+  next_seq_ = (*last ? seq_of_key((*last)->first).value_or(0) : 0) + 1;
   if (!read_only_) {
     KvTxn meta;
     meta.put("m/schema", std::to_string(kSchemaVersion));
     if (auto s = kv_->submit(meta, true); !s)
       throw std::runtime_error(std::string("cannot write the journal: ") + std::strerror(s.error()));
+    // The signing key lives in the state directory; an in-memory journal
+    // (unit tests) signs with a key of its own.
+    chain_ = std::make_unique<Chain>(
+        *kv_, state_dir_.empty() ? SigningKey::generate() : SigningKey::load_or_create(state_dir_),
+        state_dir_, false);
     recover();
     syncer_ = std::thread([this] { syncer(); });
   }
@@ -101,6 +102,10 @@ Journal::~Journal() {
     }
     sync_cv_.notify_all();
     syncer_.join();
+  }
+  if (chain_) {
+    if (auto r = checkpoint(); !r)
+      spdlog::error("journal: final checkpoint failed: {}", std::strerror(r.error()));
   }
   if (!read_only_) {
     if (auto r = kv_->sync(); !r) spdlog::error("journal: final sync failed: {}", std::strerror(r.error()));
@@ -121,7 +126,7 @@ void Journal::recover() {
     txn.put(record_key(rec.seq), encode_record(rec));
     txn.put(path_index_key(rec.path, rec.seq), "");
     if (!rec.path2.empty() && rec.op == "rename") txn.put(path_index_key(rec.path2, rec.seq), "");
-    if (auto s = kv_->submit(txn, true); !s)
+    if (auto s = submit(txn, true); !s)
       throw std::runtime_error("cannot mark interrupted change " + std::to_string(rec.seq));
     spdlog::warn("journal: change {} ({} {}) was interrupted by a crash", rec.seq, rec.op, rec.path);
   }
@@ -130,19 +135,31 @@ void Journal::recover() {
 
 void Journal::syncer() {
   std::unique_lock lk(sync_mu_);
+  auto last_checkpoint = std::chrono::steady_clock::now();
   while (!stop_) {
     sync_cv_.wait_for(lk, std::chrono::milliseconds(opts_.sync_interval_ms));
-    if (!dirty_) continue;
+    auto now = std::chrono::steady_clock::now();
+    bool sign = now - last_checkpoint >= std::chrono::milliseconds(opts_.checkpoint_interval_ms);
+    if (!dirty_ && !sign) continue;
     dirty_ = false;
     lk.unlock();
     if (auto r = kv_->sync(); !r) spdlog::error("journal: sync failed: {}", std::strerror(r.error()));
+    if (sign) {
+      last_checkpoint = now;
+      if (auto r = checkpoint(); !r) spdlog::error("journal: checkpoint failed: {}", std::strerror(r.error()));
+    }
     lk.lock();
   }
 }
 
+Result<void> Journal::checkpoint() {
+  if (!chain_) return {};
+  return chain_->checkpoint(now_ns());
+}
+
 Result<void> Journal::submit(const KvTxn& txn, bool sync) {
   if (read_only_) return Errno{EROFS};
-  auto r = kv_->submit(txn, sync);
+  auto r = chain_->submit(txn, sync, now_ns());
   if (r && !sync) {
     std::lock_guard lk(sync_mu_);
     dirty_ = true;

@@ -6,7 +6,10 @@
 //   "b/" hash hex                  → reference count (i64, merge-added)
 //   "h/" seq(be64)                 → "" (index: held changes not yet decided)
 //   "s/..."                        → the stage overlay (fs/stage.hpp)
-//   "m/..."                        → metadata (schema version)
+//   "m/..."                        → metadata (schema version, chain marker)
+//   "a/" eseq(be64)                → hash-chain event: every value written to
+//                                    an "r/" key, in commit order (journal/chain.hpp)
+//   "k/" eseq(be64)                → signed checkpoint of the chain's head
 //
 // Write-ahead protocol: intent() stores the record with state "intent" before
 // the real tree changes; complete() rewrites it with the outcome, the path
@@ -30,6 +33,7 @@
 #include <vector>
 
 #include "journal/blob_store.hpp"
+#include "journal/chain.hpp"
 #include "journal/kv.hpp"
 #include "journal/record.hpp"
 
@@ -40,6 +44,8 @@ struct JournalOptions {
   std::string run;
   bool sync_each = false;
   int sync_interval_ms = 20;
+  // How often the syncer signs a checkpoint of the chain's head (when it grew).
+  int checkpoint_interval_ms = 1000;
 };
 
 class Journal {
@@ -96,6 +102,10 @@ class Journal {
   uint64_t last_seq() const { return next_seq_.load() - 1; }
   // Records marked interrupted at open.
   uint64_t recovered() const { return recovered_; }
+  // The hash chain (null for read-only journals).
+  Chain* chain() { return chain_.get(); }
+  // Signs a checkpoint of the chain's head now (if it grew).
+  Result<void> checkpoint();
 
  private:
   Result<void> submit(const KvTxn& txn, bool sync);
@@ -112,6 +122,7 @@ class Journal {
   std::atomic<int64_t> space_checked_ms_{0};
   std::atomic<bool> space_plenty_{false};
   uint64_t recovered_ = 0;
+  std::unique_ptr<Chain> chain_;  // every submit goes through it
 
   std::mutex sync_mu_;
   std::condition_variable sync_cv_;

@@ -6,7 +6,11 @@
 #include <atomic>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
 
 #include "fs/sys/sys.hpp"
 
@@ -57,31 +61,88 @@ Result<sys::UniqueFd> open_content(const fs::ObjRef& ref) {
 
 }  // namespace
 
+namespace {
+
+std::string read_proc(pid_t pid, const char* what, size_t limit) {
+  std::string path = "/proc/" + std::to_string(pid) + "/" + what;
+  std::ifstream in(path, std::ios::binary);
+  std::string out;
+  if (!in) return out;
+  out.resize(limit);
+  in.read(out.data(), static_cast<std::streamsize>(limit));
+  out.resize(static_cast<size_t>(in.gcount()));
+  return out;
+}
+
+// The process's start time (field 22 of /proc/PID/stat), which tells a
+// reused pid from the process first seen under it.
+std::string start_time(const std::string& stat) {
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return {};
+  size_t field = 2, i = close + 1;
+  while (i < stat.size() && field < 22) {
+    if (stat[i] == ' ') ++field;
+    ++i;
+  }
+  auto end = stat.find(' ', i);
+  return stat.substr(i, end == std::string::npos ? std::string::npos : end - i);
+}
+
+}  // namespace
+
 CallerInfo caller_info(const fs::Caller& c) {
-  // The process name, read from /proc once per pid and second (a busy agent
-  // makes thousands of calls per second; a pid reused within a second could
-  // show the previous process's name).
+  // Command line and executable are read once per process: a cache entry is
+  // revalidated at most once a second against the process's start time and
+  // name (an exec changes the name), so a busy agent's thousands of calls a
+  // second cost one small /proc read a second, not three per call.
   struct Seen {
-    std::string comm;
-    int64_t at;
+    std::string start;
+    CallerInfo info;
+    int64_t checked;
   };
   static std::mutex mu;
   static std::unordered_map<pid_t, Seen> cache;  // guarded by mu
   const int64_t now = std::time(nullptr);
-  CallerInfo ci{c.pid, c.uid, c.gid, {}};
+  CallerInfo ci{c.pid, c.uid, c.gid, {}, {}, {}};
+  std::optional<Seen> prev;
   {
     std::lock_guard lk(mu);
     auto it = cache.find(c.pid);
-    if (it != cache.end() && it->second.at == now) {
-      ci.comm = it->second.comm;
-      return ci;
+    if (it != cache.end()) {
+      if (it->second.checked == now) {
+        CallerInfo out = it->second.info;
+        out.uid = c.uid;
+        out.gid = c.gid;
+        return out;
+      }
+      prev = it->second;
     }
   }
-  std::ifstream in("/proc/" + std::to_string(c.pid) + "/comm");
-  if (in) std::getline(in, ci.comm);
+  std::string stat = read_proc(c.pid, "stat", 1024);
+  std::string start = start_time(stat);
+  auto open = stat.find('('), close = stat.rfind(')');
+  if (open != std::string::npos && close != std::string::npos && close > open)
+    ci.comm = stat.substr(open + 1, close - open - 1);
+  if (prev && !start.empty() && prev->start == start && prev->info.comm == ci.comm) {
+    ci.args = prev->info.args;
+    ci.exe = prev->info.exe;
+  } else {
+    // NUL-separated arguments, at most 4 KiB of them.
+    std::string cmd = read_proc(c.pid, "cmdline", 4096);
+    size_t at = 0;
+    while (at < cmd.size()) {
+      size_t nul = cmd.find('\0', at);
+      if (nul == std::string::npos) nul = cmd.size();
+      ci.args.push_back(cmd.substr(at, nul - at));
+      at = nul + 1;
+    }
+    std::error_code ec;
+    auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(c.pid) + "/exe", ec);
+    if (!ec) ci.exe = exe.string();
+  }
   std::lock_guard lk(mu);
   if (cache.size() > 4096) cache.clear();
-  cache[c.pid] = Seen{ci.comm, now};
+  cache[c.pid] = Seen{start, ci, now};
   return ci;
 }
 

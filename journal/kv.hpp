@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "fs/result.hpp"
@@ -53,6 +54,8 @@ class KvStore {
   // Visits keys >= start that begin with `prefix`, in order, until `fn` returns false.
   virtual Result<void> scan(std::string_view prefix, std::string_view start,
                             const std::function<bool(std::string_view, std::string_view)>& fn) = 0;
+  // The last key that begins with `prefix`, with its value (none if no key does).
+  virtual Result<std::optional<std::pair<std::string, std::string>>> last(std::string_view prefix) = 0;
   // Makes everything submitted so far durable.
   virtual Result<void> sync() = 0;
   // Bytes used on disk (0 for memory).

@@ -64,6 +64,22 @@ class MemoryStore final : public KvStore {
       if (!fn(k, v)) break;
     return {};
   }
+  Result<std::optional<std::pair<std::string, std::string>>> last(std::string_view prefix) override {
+    using Kv = std::optional<std::pair<std::string, std::string>>;
+    std::lock_guard lk(mu_);
+    // The first key past every key with the prefix, then one step back.
+    std::string end(prefix);
+    while (!end.empty() && static_cast<unsigned char>(end.back()) == 0xff) end.pop_back();
+    auto it = map_.end();
+    if (!end.empty()) {
+      end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
+      it = map_.lower_bound(end);
+    }
+    if (it == map_.begin()) return Kv{};
+    --it;
+    if (it->first.compare(0, prefix.size(), prefix) != 0) return Kv{};
+    return Kv{std::pair{it->first, it->second}};
+  }
   Result<void> sync() override { return {}; }
   uint64_t disk_bytes() const override { return 0; }
 

@@ -93,6 +93,25 @@ class RocksStore final : public KvStore {
     return std::optional<std::string>{std::move(value)};
   }
 
+  Result<std::optional<std::pair<std::string, std::string>>> last(std::string_view prefix) override {
+    using Kv = std::optional<std::pair<std::string, std::string>>;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+    std::string end(prefix);
+    while (!end.empty() && static_cast<unsigned char>(end.back()) == 0xff) end.pop_back();
+    if (end.empty()) {
+      it->SeekToLast();
+    } else {
+      end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
+      it->SeekForPrev(end);
+      // SeekForPrev lands on `end` itself when that key exists.
+      if (it->Valid() && it->key().compare(rocksdb::Slice(end)) >= 0) it->Prev();
+    }
+    if (!it->status().ok()) return Errno{to_errno(it->status())};
+    if (!it->Valid()) return Kv{};
+    rocksdb::Slice k = it->key();
+    if (k.size() < prefix.size() || std::string_view(k.data(), prefix.size()) != prefix) return Kv{};
+    return Kv{std::pair{k.ToString(), it->value().ToString()}};
+  }
   Result<void> scan(std::string_view prefix, std::string_view start,
                     const std::function<bool(std::string_view, std::string_view)>& fn) override {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));

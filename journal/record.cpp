@@ -169,6 +169,8 @@ json to_json(const Record& r) {
             {"flags", r.flags}, {"state", std::string(state_name(r.state))}, {"err", r.err},
             {"caller", {{"pid", r.caller.pid}, {"uid", r.caller.uid}, {"gid", r.caller.gid},
                         {"comm", r.caller.comm}}}};
+  if (!r.caller.args.empty()) j["caller"]["args"] = r.caller.args;
+  if (!r.caller.exe.empty()) j["caller"]["exe"] = r.caller.exe;
   if (!r.path2.empty()) j["path2"] = r.path2;
   if (r.before) j["before"] = state_json(*r.before);
   if (r.after) j["after"] = state_json(*r.after);
@@ -229,7 +231,16 @@ Result<Record> decode_record(std::string_view value) {
     const json& c = j.at("caller");
     if (!c.is_object()) return Errno{EBADMSG};
     r.caller = CallerInfo{int_field<int32_t>(c, "pid"), int_field<uint32_t>(c, "uid"),
-                          int_field<uint32_t>(c, "gid"), str_field(c, "comm")};
+                          int_field<uint32_t>(c, "gid"), str_field(c, "comm"), {}, {}};
+    if (c.contains("args")) {
+      const json& args = c.at("args");
+      if (!args.is_array()) return Errno{EBADMSG};
+      for (const json& x : args) {
+        if (!x.is_string()) return Errno{EBADMSG};
+        r.caller.args.push_back(x.get<std::string>());
+      }
+    }
+    if (c.contains("exe")) r.caller.exe = str_field(c, "exe");
     if (j.contains("before")) r.before = state_from(j.at("before"));
     if (j.contains("after")) r.after = state_from(j.at("after"));
     if (j.contains("victim")) r.victim = state_from(j.at("victim"));

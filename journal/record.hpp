@@ -30,7 +30,8 @@
 //                   states' blob flags are then false): past the retention
 //                   window, it can no longer be rolled back (absent = false)
 //   err     i32     errno of a failed or denied operation (0 otherwise)
-//   caller  map     pid, uid, gid, comm (process name)
+//   caller  map     pid, uid, gid, comm (process name); args (command line,
+//                   array of str) and exe (executable path) where known
 //   before  map?    state of the object before: see ObjectState
 //   after   map?    state after
 //   victim  map?    state of an object a rename replaced or exchanged
@@ -96,6 +97,8 @@ struct CallerInfo {
   uint32_t uid = 0;
   uint32_t gid = 0;
   std::string comm;
+  std::vector<std::string> args;  // command line (from /proc, once per process)
+  std::string exe;                // executable path
   bool operator==(const CallerInfo&) const = default;
 };
 

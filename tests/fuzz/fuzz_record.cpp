@@ -74,7 +74,7 @@ std::vector<Record> seed_records() {
   w.op = "write";
   w.path = "reports/q1.md";
   w.state = RecordState::Applied;
-  w.caller = CallerInfo{4242, 1001, 1001, "python3"};
+  w.caller = CallerInfo{4242, 1001, 1001, "python3", {}, {}};
   w.before = file_state("6bba86c7e069f56d5a10b435f1c8e49c", true, 6);
   w.after = file_state("99aa06d3014798d86001c324468d497f", false, 0);
   out.push_back(w);
@@ -89,7 +89,7 @@ std::vector<Record> seed_records() {
   rn.path2 = "exports/\xc3\xbc" "n\xc3\xaf" "code/\xe2\x86\x92 target";  // ünïcode/→
   rn.flags = 0x80000001u;
   rn.state = RecordState::Intent;
-  rn.caller = CallerInfo{-1, 0xffffffffu, 0, "mv"};
+  rn.caller = CallerInfo{-1, 0xffffffffu, 0, "mv", {}, {}};
   ObjectState link;
   link.exists = true;
   link.type = "symlink";
@@ -113,7 +113,7 @@ std::vector<Record> seed_records() {
   denied.path = "exports/bank/client.pem";
   denied.state = RecordState::Denied;
   denied.err = EACCES;
-  denied.caller = CallerInfo{1, 0, 0, "rm"};
+  denied.caller = CallerInfo{1, 0, 0, "rm", {}, {}};
   out.push_back(denied);
 
   Record failed = denied;

@@ -88,7 +88,7 @@ struct GcFixture {
     o.dry_run = dry_run;
     o.now_ns = now_ns() + later_s * kNs;
     o.orphan_age_s = 0;  // blob files are brand new here
-    auto rep = collect_garbage(*j, o, CallerInfo{1, 0, 0, "test"});
+    auto rep = collect_garbage(*j, o, CallerInfo{1, 0, 0, "test", {}, {}});
     REQUIRE(rep);
     return *rep;
   }

@@ -199,7 +199,7 @@ Record full_record(const std::string& op, RecordState st) {
   r.flags = 0x80000001u;
   r.state = st;
   r.err = 30;
-  r.caller = CallerInfo{4242, 1001, 1002, "python3"};
+  r.caller = CallerInfo{4242, 1001, 1002, "python3", {}, {}};
   r.before = file_state(kHelloHash, true);
   ObjectState after;
   after.exists = true;
@@ -406,7 +406,7 @@ TEST_CASE("journal: intent then complete rewrites one record under its sequence 
     Record r;
     r.op = "write";
     r.path = "out/a.txt";
-    r.caller = CallerInfo{123, 1000, 1000, "sh"};
+    r.caller = CallerInfo{123, 1000, 1000, "sh", {}, {}};
     r.before = file_state(kHelloHash, true);
     REQUIRE(j.intent(r).ok());
     CHECK(r.seq == 1);
@@ -470,7 +470,7 @@ TEST_CASE("journal: append, path indexes, and scan in sequence order") {
     d.path = "in/x";
     d.state = RecordState::Denied;
     d.err = EROFS;
-    d.caller = CallerInfo{7, 0, 0, "touch"};
+    d.caller = CallerInfo{7, 0, 0, "touch", {}, {}};
     REQUIRE(j.append(d).ok());
     CHECK(d.seq == 2);
     Record got = get_record(j, 2);

@@ -327,8 +327,8 @@ struct StageView {
     Decider d(cfg, *journal, *stage);
     d.busy = [this](const ObjId& id) { return view->obj_busy(id); };
     Touched touched;
-    auto rep = approve ? d.approve(sel, force, with_deps, CallerInfo{1, 0, 0, "admin"}, touched)
-                       : d.reject(sel, with_deps, CallerInfo{1, 0, 0, "admin"}, touched);
+    auto rep = approve ? d.approve(sel, force, with_deps, CallerInfo{1, 0, 0, "admin", {}, {}}, touched)
+                       : d.reject(sel, with_deps, CallerInfo{1, 0, 0, "admin", {}, {}}, touched);
     INFO("decision errno ", rep.error());
     REQUIRE(rep.ok());
     view->stage_changed(touched.objs, touched.names);
@@ -954,7 +954,7 @@ TEST_CASE("stage: a selection must include what it builds on; unknown ids are re
   REQUIRE(held.ok());
   REQUIRE(held->size() == 4);
   Decider d(cfg, j, stage);
-  CallerInfo who{1, 0, 0, "admin"};
+  CallerInfo who{1, 0, 0, "admin", {}, {}};
   Touched t;
 
   // Approve needs the earlier related changes.

@@ -39,5 +39,8 @@ void setup_diff(CLI::App& app);
 void setup_decide(CLI::App& app);  // approve and reject
 void setup_rollback(CLI::App& app);
 void setup_gc(CLI::App& app);
+void setup_verify(CLI::App& app);
+void setup_key(CLI::App& app);
+void setup_export(CLI::App& app);
 
 }  // namespace scopefs::cli

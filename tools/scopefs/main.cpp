@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
   setup_decide(app);
   setup_rollback(app);
   setup_gc(app);
+  setup_verify(app);
+  setup_key(app);
+  setup_export(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

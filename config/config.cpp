@@ -227,7 +227,7 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
   TaskConfig cfg;
   cfg.file = file_name;
   const toml::source_region top{{1, 1}, {1, 1}, nullptr};
-  ck.only_keys(root, {"task", "bind", "rule", "approval"}, "the top level");
+  ck.only_keys(root, {"task", "bind", "rule", "approval", "audit"}, "the top level");
 
   // [task]
   const toml::table* task = root["task"].as_table();
@@ -497,6 +497,56 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
           ck.error(mn->source(), "'max_deletes' must be an integer >= 0");
         else
           cfg.approval.max_deletes = static_cast<uint64_t>(n->get());
+      }
+    }
+  }
+
+  // [audit]
+  if (const toml::node* an = root.get("audit")) {
+    const toml::table* au = an->as_table();
+    if (!au) {
+      ck.error(an->source(), "'audit' must be a table ([audit])");
+    } else {
+      ck.only_keys(*au, {"file", "file_fsync", "syslog", "syslog_facility", "journald", "include_intents"},
+                   "[audit]");
+      if (auto f = ck.string_key(*au, "file", au->source(), false, "[audit]")) {
+        if (f->empty())
+          ck.error(au->get("file")->source(), "[audit] file must not be empty");
+        else
+          cfg.audit.file = absolute_from(*f, base_dir);
+      }
+      if (auto f = ck.string_key(*au, "file_fsync", au->source(), false, "[audit]")) {
+        if (*f != "always" && *f != "batch" && *f != "never")
+          ck.error(au->get("file_fsync")->source(),
+                   "file_fsync '" + *f + "' must be one of: always, batch, never");
+        else
+          cfg.audit.file_fsync = *f;
+      }
+      if (auto sl = ck.string_key(*au, "syslog", au->source(), false, "[audit]")) {
+        bool udp = sl->rfind("udp:", 0) == 0 && sl->rfind(':') > 4;
+        if (!udp && (sl->empty() || sl->front() != '/'))
+          ck.error(au->get("syslog")->source(),
+                   "syslog '" + *sl + "' must be a socket path (\"/dev/log\") or udp:HOST:PORT");
+        else
+          cfg.audit.syslog = *sl;
+      }
+      if (auto fac = ck.string_key(*au, "syslog_facility", au->source(), false, "[audit]")) {
+        static const std::set<std::string> kFacilities = {"auth",   "authpriv", "daemon", "user",
+                                                          "local0", "local1",   "local2", "local3",
+                                                          "local4", "local5",   "local6", "local7"};
+        if (!kFacilities.count(*fac))
+          ck.error(au->get("syslog_facility")->source(),
+                   "syslog_facility '" + *fac + "' must be one of: auth, authpriv, daemon, user, local0..local7");
+        else
+          cfg.audit.syslog_facility = *fac;
+      }
+      for (auto key : {"journald", "include_intents"}) {
+        if (const toml::node* n = au->get(key)) {
+          if (const auto* b = n->as_boolean())
+            (std::string_view(key) == "journald" ? cfg.audit.journald : cfg.audit.include_intents) = b->get();
+          else
+            ck.error(n->source(), std::string("[audit] ") + key + " must be true or false");
+        }
       }
     }
   }

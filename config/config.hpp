@@ -66,6 +66,19 @@ struct ApprovalConfig {
   bool holds(std::string_view op) const;
 };
 
+// [audit]: where the live audit stream goes (docs/audit-schema.md). Every
+// sink is optional; none configured means the journal alone.
+struct AuditConfig {
+  std::optional<std::string> file;  // JSON lines appended to this file
+  std::string file_fsync = "batch"; // always (each line) | batch (each delivery) | never
+  // RFC 5424 over a Unix datagram socket ("/dev/log") or UDP ("udp:HOST:PORT")
+  std::optional<std::string> syslog;
+  std::string syslog_facility = "auth";  // auth, authpriv, daemon, user, local0..local7
+  bool journald = false;                 // sd_journal_send with structured fields
+  bool include_intents = false;          // also stream write-ahead intents
+  bool any() const { return file || syslog || journald; }
+};
+
 struct TaskConfig {
   std::string file;  // the config file this came from
   std::string name;
@@ -81,6 +94,7 @@ struct TaskConfig {
   std::vector<BindConfig> binds;
   Policy policy;
   ApprovalConfig approval;
+  AuditConfig audit;
 };
 
 // Parses and validates; throws ConfigError (with every problem) on failure.

@@ -30,7 +30,7 @@ def is_fuse_mount(path):
 
 
 def write_config(path, name, mountpoint, state_dir, binds, rules=(), agent_user=None,
-                 admin_group=None, approval=None, retention=None):
+                 admin_group=None, approval=None, retention=None, extra_toml=None):
     """Writes a task config.
 
     binds: dicts {path, source, access}; a bind without "access" gets no access
@@ -58,6 +58,8 @@ def write_config(path, name, mountpoint, state_dir, binds, rules=(), agent_user=
             lines.append("hold = [" + ", ".join(f'"{op}"' for op in approval["hold"]) + "]")
         if approval.get("max_deletes") is not None:
             lines.append(f'max_deletes = {int(approval["max_deletes"])}')
+    if extra_toml:
+        lines += ["", extra_toml]
     Path(path).write_text("\n".join(lines) + "\n")
 
 
@@ -65,7 +67,7 @@ class Mount:
     """A running view. `mp` is the mountpoint, `src(name)` a bind's source dir."""
 
     def __init__(self, root, binds, rules=(), name="t", extra_args=(), agent_user=None,
-                 admin_group=None, approval=None, retention=None):
+                 admin_group=None, approval=None, retention=None, extra_toml=None):
         self.root = Path(root)
         self.mp = self.root / "mnt"
         self.state = self.root / "state"
@@ -78,6 +80,7 @@ class Mount:
         self.admin_group = admin_group
         self.approval = approval
         self.retention = retention
+        self.extra_toml = extra_toml
         self.proc = None
         self.log_path = self.root / "daemon.log"
 
@@ -93,7 +96,7 @@ class Mount:
         except OSError:
             pass  # a stale mount of a killed daemon: the next mount clears it
         write_config(self.config, self.name, self.mp, self.state, self.binds, self.rules,
-                     self.agent_user, self.admin_group, self.approval, self.retention)
+                     self.agent_user, self.admin_group, self.approval, self.retention, self.extra_toml)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [SCOPEFS, "mount", "--foreground", *self.extra_args, str(self.config)],

@@ -28,6 +28,7 @@
 #include "config/config.hpp"
 #include "fs/session.hpp"
 #include "fs/view.hpp"
+#include "journal/audit_stream.hpp"
 #include "journal/journal.hpp"
 #include "journal/control.hpp"
 #include "journal/journal_gate.hpp"
@@ -97,6 +98,9 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
       spdlog::warn("task {}: {} change(s) interrupted by an earlier crash are marked in the journal",
                    cfg.name, journal->recovered());
     journal::JournalGate jgate(*journal);
+    // The live audit stream to the [audit] sinks, resumed from their cursors.
+    journal::AuditStreamer streamer(*journal, journal::make_sinks(cfg.audit), cfg.audit.include_intents);
+    streamer.start();
     // Benchmark-only switch: measure the view without the journal's cost.
     fs::LoggingGate nogate;
     const char* bench = std::getenv("SCOPEFS_BENCH_JOURNAL");
@@ -150,6 +154,7 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
     notifier.join();
     session.unmount();
     jgate.lifecycle("unmount", cfg.mountpoint);
+    streamer.stop();
     spdlog::info("task {}: unmounted from {} (run {})", cfg.name, cfg.mountpoint, jo.run);
     state.remove_pid();
     // libfuse reports the signal that ended the loop: a requested stop is clean.

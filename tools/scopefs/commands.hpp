@@ -39,5 +39,6 @@ void setup_diff(CLI::App& app);
 void setup_decide(CLI::App& app);  // approve and reject
 void setup_rollback(CLI::App& app);
 void setup_gc(CLI::App& app);
+void setup_stats(CLI::App& app);
 
 }  // namespace scopefs::cli

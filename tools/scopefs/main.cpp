@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   setup_decide(app);
   setup_rollback(app);
   setup_gc(app);
+  setup_stats(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -4,15 +4,17 @@
 # query planner, each against a full scan, and `scopefs stats`' computation.
 # See docs/benchmarks.md, "Journal queries".
 #
-#   bench/query.sh [--records N] [--runs R] [--dir DIR] [--keep] [--drop-caches]
+#   bench/query.sh [--records N] [--runs R] [--dir DIR] [--keep] [--drop-caches] [--flush-first]
 #                  [--out FILE] [--quick]
 #
-#   --records N     journal size (default 1000000; about 40 s to build here)
+#   --records N     journal size (default 1000000; 6 minutes to build on a busy 2-core host)
 #   --runs R        runs per query; the table shows the median (default 5)
 #   --dir DIR       build (or reuse, when it holds N records) the journal there
 #                   instead of a temp dir under /var/tmp that is removed at the end
 #   --keep          keep the temp dir
 #   --drop-caches   drop the page cache before each cold open (root)
+#   --flush-first   open the journal writable once first: its RocksDB log is then
+#                   flushed and read-only opens have nothing to replay
 #   --out FILE      also write the markdown table to FILE
 #   --quick         20,000 records, one run: a smoke test (ctest runs it)
 #

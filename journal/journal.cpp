@@ -74,38 +74,6 @@ void backfill_indexes(KvStore& kv) {
   if (done) spdlog::info("journal: indexed {} records by time and run", done);
 }
 
-// The sequence number of the last record (0: none) by a few dozen seeks,
-// not by reading every record: "a record at or after N exists" is monotone
-// in N (gaps or not), so double N past the end, then bisect.
-uint64_t last_record_seq(KvStore& kv) {
-  auto first_from = [&](uint64_t n) {
-    std::optional<uint64_t> found;
-    auto r = kv.scan("r/", record_key(n), [&](std::string_view k, std::string_view) {
-      found = seq_of_key(k);
-      return false;
-    });
-    if (!r) throw std::runtime_error("cannot read the journal");
-    return found;
-  };
-  auto first = first_from(0);
-  if (!first) return 0;
-  uint64_t known = *first;  // a record is there; none at or after `bound`
-  uint64_t bound = 0;
-  while (bound == 0) {
-    uint64_t probe = known >= (uint64_t{1} << 62) ? UINT64_MAX : known * 2 + 1;
-    auto f = first_from(probe);
-    if (!f) bound = probe;
-    else if (*f == UINT64_MAX) return *f;
-    else known = *f;
-  }
-  while (bound - known > 1) {
-    uint64_t mid = known + (bound - known) / 2;
-    if (auto f = first_from(mid)) known = *f;
-    else bound = mid;
-  }
-  return known;
-}
-
 }  // namespace
 
 std::string path_index_key(std::string_view path, uint64_t seq) {
@@ -177,7 +145,13 @@ Journal::Journal(std::unique_ptr<KvStore> kv, std::unique_ptr<BlobStore> blobs,
     }
   }
   // The next sequence follows the last record.
-  next_seq_ = last_record_seq(*kv_) + 1;
+  uint64_t last = 0;
+  auto r = kv_->scan("r/", "", [&](std::string_view k, std::string_view) {
+    if (auto s = seq_of_key(k)) last = *s;
+    return true;
+  });
+  if (!r) throw std::runtime_error("cannot read the journal");
+  next_seq_ = last + 1;
   if (!read_only_) {
     KvTxn meta;
     meta.put("m/schema", std::to_string(kSchemaVersion));

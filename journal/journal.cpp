@@ -28,6 +28,52 @@ std::string be64(uint64_t v) {
   return s;
 }
 
+// The indexes written with a record's first write (intent, append,
+// append_with), and by the backfill of older journals: by path (and a
+// rename's or link's second path), by time, by run.
+void add_first_write_indexes(KvTxn& txn, const Record& r) {
+  if (!r.path.empty()) txn.put(path_index_key(r.path, r.seq), "");
+  if (!r.path2.empty() && (r.op == "rename" || r.op == "link"))
+    txn.put(path_index_key(r.path2, r.seq), "");
+  txn.put(time_index_key(r.time_ns, r.seq), "");
+  if (!r.run.empty()) txn.put(run_index_key(r.run, r.seq), "");
+}
+
+// A journal written before the time and run indexes existed gets them (and
+// any missing path key) once: every record's indexes, in batches, then
+// "m/index". Idempotent, so an interrupted backfill simply runs again.
+void backfill_indexes(KvStore& kv) {
+  auto v = kv.get(kIndexVersionKey);
+  if (!v) throw std::runtime_error("cannot read the journal");
+  if (*v && **v == std::to_string(kIndexVersion)) return;
+  KvTxn txn;
+  size_t in_batch = 0;
+  uint64_t done = 0;
+  int err = 0;
+  auto r = kv.scan("r/", "", [&](std::string_view, std::string_view val) {
+    auto rec = decode_record(val);
+    if (!rec) return true;  // unreadable: nothing to index it by
+    add_first_write_indexes(txn, *rec);
+    ++done;
+    if (++in_batch == 4096) {
+      if (auto s = kv.submit(txn, false); !s) {
+        err = s.error();
+        return false;
+      }
+      txn = KvTxn{};
+      in_batch = 0;
+    }
+    return true;
+  });
+  if (!r) throw std::runtime_error("cannot scan the journal to index it");
+  txn.put(std::string(kIndexVersionKey), std::to_string(kIndexVersion));
+  if (err == 0) {
+    if (auto s = kv.submit(txn, true); !s) err = s.error();
+  }
+  if (err) throw std::runtime_error(std::string("cannot write the journal's indexes: ") + std::strerror(err));
+  if (done) spdlog::info("journal: indexed {} records by time and run", done);
+}
+
 }  // namespace
 
 std::string path_index_key(std::string_view path, uint64_t seq) {
@@ -36,6 +82,29 @@ std::string path_index_key(std::string_view path, uint64_t seq) {
   k.push_back('\0');
   k += be64(seq);
   return k;
+}
+
+std::string time_index_key(int64_t time_ns, uint64_t seq) {
+  // Offset binary: the sign bit flipped, so negative times sort first.
+  std::string k = "t/";
+  k += be64(static_cast<uint64_t>(time_ns) ^ (uint64_t{1} << 63));
+  k += be64(seq);
+  return k;
+}
+
+std::string run_index_key(std::string_view run, uint64_t seq) {
+  std::string k = "n/";
+  k.append(run);
+  k.push_back('\0');
+  k += be64(seq);
+  return k;
+}
+
+std::optional<uint64_t> seq_of_index_key(std::string_view key) {
+  if (key.size() < 10) return std::nullopt;
+  uint64_t v = 0;
+  for (size_t i = key.size() - 8; i < key.size(); ++i) v = (v << 8) | static_cast<unsigned char>(key[i]);
+  return v;
 }
 
 std::unique_ptr<Journal> Journal::open(const std::string& state_dir, JournalOptions opts) {
@@ -89,6 +158,7 @@ Journal::Journal(std::unique_ptr<KvStore> kv, std::unique_ptr<BlobStore> blobs,
     chain_ = std::make_unique<Chain>(
         *kv_, state_dir_.empty() ? SigningKey::generate() : SigningKey::load_or_create(state_dir_),
         state_dir_, false);
+    backfill_indexes(*kv_);
     recover();
     syncer_ = std::thread([this] { syncer(); });
   }
@@ -175,6 +245,7 @@ Result<void> Journal::intent(Record& r) {
   r.state = RecordState::Intent;
   KvTxn txn;
   txn.put(record_key(r.seq), encode_record(r));
+  add_first_write_indexes(txn, r);
   return submit(txn, opts_.sync_each);
 }
 
@@ -229,9 +300,7 @@ Result<void> Journal::append_with(Record& r, const KvTxn& extra) {
   r.run = opts_.run;
   KvTxn txn;
   txn.put(record_key(r.seq), encode_record(r));
-  if (!r.path.empty()) txn.put(path_index_key(r.path, r.seq), "");
-  if (!r.path2.empty() && (r.op == "rename" || r.op == "link"))
-    txn.put(path_index_key(r.path2, r.seq), "");
+  add_first_write_indexes(txn, r);
   add_blob_refs(txn, r);
   if (r.state == RecordState::Held) txn.put(held_key(r.seq), "");
   append_ops(txn, extra);
@@ -282,7 +351,7 @@ Result<void> Journal::append(Record& r) {
   r.run = opts_.run;
   KvTxn txn;
   txn.put(record_key(r.seq), encode_record(r));
-  if (!r.path.empty()) txn.put(path_index_key(r.path, r.seq), "");
+  add_first_write_indexes(txn, r);
   return submit(txn, false);
 }
 

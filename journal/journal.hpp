@@ -2,14 +2,28 @@
 //
 // Keys:
 //   "r/" seq(be64)                 → record (journal/record.hpp)
-//   "p/" view path "\0" seq(be64)  → "" (index: records by path)
+//   "p/" view path "\0" seq(be64)  → "" (index: records by path; a rename's
+//                                   or link's second path too)
+//   "t/" time(be64) seq(be64)      → "" (index: records by time; the time is
+//                                   ns since the epoch, sign bit flipped)
+//   "n/" run "\0" seq(be64)        → "" (index: records by run id)
 //   "b/" hash hex                  → reference count (i64, merge-added)
 //   "h/" seq(be64)                 → "" (index: held changes not yet decided)
 //   "s/..."                        → the stage overlay (fs/stage.hpp)
-//   "m/..."                        → metadata (schema version, chain marker)
+//   "m/..."                        → metadata: "m/schema" (record schema
+//                                   version), "m/index" (kIndexVersion once
+//                                   every record is in the p/, t/, n/ indexes),
+//                                   "m/chain", "m/stream/<sink>" (audit cursors)
 //   "a/" eseq(be64)                → hash-chain event: every value written to
 //                                    an "r/" key, in commit order (journal/chain.hpp)
 //   "k/" eseq(be64)                → signed checkpoint of the chain's head
+//
+// Indexes: a record's p/, t/ and n/ keys are written with its first write
+// (intent, append, append_with), so even an intent is found by path, time
+// and run; a journal written before the t/ and n/ indexes existed gets them
+// once, at its first writable open (then "m/index" is set). Readers
+// (journal/query.hpp) use the indexes only when "m/index" says they are
+// complete.
 //
 // Write-ahead protocol: intent() stores the record with state "intent" before
 // the real tree changes; complete() rewrites it with the outcome, the path
@@ -28,7 +42,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -132,6 +148,14 @@ class Journal {
 };
 
 std::string path_index_key(std::string_view path, uint64_t seq);
+std::string time_index_key(int64_t time_ns, uint64_t seq);
+std::string run_index_key(std::string_view run, uint64_t seq);
 std::string held_key(uint64_t seq);
+// The sequence number at the end of an index key (any of the above).
+std::optional<uint64_t> seq_of_index_key(std::string_view key);
+
+// Version of the index set (p/, t/, n/), stored at kIndexVersionKey.
+constexpr int kIndexVersion = 1;
+constexpr std::string_view kIndexVersionKey = "m/index";
 
 }  // namespace scopefs::journal

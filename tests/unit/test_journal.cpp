@@ -418,8 +418,11 @@ TEST_CASE("journal: intent then complete rewrites one record under its sequence 
     Record stored = get_record(j, 1);
     CHECK(stored == r);
     CHECK(stored.state == RecordState::Intent);
-    // No path index and no blob reference for a bare intent.
-    CHECK(get(j.kv(), scopefs::journal::path_index_key("out/a.txt", 1)) == std::nullopt);
+    // A bare intent is indexed (path, time, run: journal/query.hpp finds
+    // changes in flight) but holds no blob reference.
+    CHECK(get(j.kv(), scopefs::journal::path_index_key("out/a.txt", 1)) == std::string());
+    CHECK(get(j.kv(), scopefs::journal::time_index_key(r.time_ns, 1)) == std::string());
+    CHECK(get(j.kv(), scopefs::journal::run_index_key("run1", 1)) == std::string());
     CHECK(*j.blob_refs(H(kHelloHash)) == 0);
 
     r.state = RecordState::Applied;

@@ -1,17 +1,20 @@
-// scopefs log CONFIG|STATE_DIR [--json] [--path GLOB] [--op OP] [--since T] [--until T]
-//                              [--outcome STATE]
+// scopefs log CONFIG|STATE_DIR [--json] [--path GLOB] [--op OP] [--state STATE] [--uid N]
+//                              [--run RUN] [--since T] [--until T] [--explain]
 // Reads the journal read-only: works beside a running daemon and without one.
+// The filters go to the query planner (journal/query.hpp), which answers a
+// path, time, run or held-state filter from the journal's indexes.
 #include <sys/stat.h>
 
 #include <cstring>
 #include <ctime>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "config/config.hpp"
-#include "config/glob.hpp"
 #include "journal/journal.hpp"
+#include "journal/query.hpp"
 #include "tools/scopefs/commands.hpp"
 
 namespace scopefs::cli {
@@ -24,6 +27,9 @@ struct LogArgs {
   std::vector<std::string> ops;
   std::string since, until;
   std::vector<std::string> outcomes;
+  std::optional<uint32_t> uid;
+  std::string run;
+  bool explain = false;
 };
 
 
@@ -89,16 +95,18 @@ namespace {
 
 void run_log(const LogArgs& a) {
   std::string state = state_dir_of(a.task);
-  int64_t since = parse_time_arg(a.since), until = a.until.empty() ? INT64_MAX : parse_time_arg(a.until);
-  config::Glob glob;
-  if (!a.path_glob.empty()) {
-    std::string err;
-    size_t pos = 0;
-    std::string g = a.path_glob;
-    while (!g.empty() && g.front() == '/') g.erase(0, 1);
-    if (!config::Glob::compile(g, glob, err, pos))
-      throw CLI::ValidationError("--path '" + a.path_glob + "': " + err);
-  }
+  journal::QueryFilter f;
+  f.path_glob = a.path_glob;
+  f.ops = a.ops;
+  for (const auto& o : a.outcomes)
+    if (auto st = journal::parse_state(o)) f.states.push_back(*st);
+  f.uid = a.uid;
+  f.run = a.run;
+  if (!a.since.empty()) f.since_ns = parse_time_arg(a.since);
+  if (!a.until.empty()) f.until_ns = parse_time_arg(a.until);
+  journal::Query query;
+  if (std::string err; !journal::Query::compile(f, query, err))
+    throw CLI::ValidationError("--path '" + a.path_glob + "': " + err);
   std::unique_ptr<journal::Journal> j;
   try {
     j = journal::Journal::open_read_only(state);
@@ -111,20 +119,12 @@ void run_log(const LogArgs& a) {
               << "STATE" << std::setw(16) << "OP" << std::setw(44) << "PATH" << std::setw(24)
               << "CALLER" << "BEFORE -> AFTER\n";
   int corrupt = 0;
-  auto r = j->scan(1, [&](const journal::Record& rec, int err) {
+  auto r = query.run(*j, [&](const journal::Record& rec, int err) {
     if (err) {
       ++corrupt;
       std::cerr << "scopefs log: record " << rec.seq << " cannot be read: " << std::strerror(err) << "\n";
       return true;
     }
-    if (rec.time_ns < since || rec.time_ns > until) return true;
-    if (!a.ops.empty() && std::find(a.ops.begin(), a.ops.end(), rec.op) == a.ops.end()) return true;
-    if (!a.outcomes.empty() &&
-        std::find(a.outcomes.begin(), a.outcomes.end(), journal::state_name(rec.state)) == a.outcomes.end())
-      return true;
-    if (!a.path_glob.empty() && !glob.matches(rec.path) &&
-        !(rec.op != "symlink" && !rec.path2.empty() && glob.matches(rec.path2)))
-      return true;
     if (a.json) {
       std::cout << journal::record_json(rec) << "\n";
       return true;
@@ -145,6 +145,10 @@ void run_log(const LogArgs& a) {
     std::cerr << "scopefs log: reading the journal failed: " << std::strerror(r.error()) << "\n";
     throw Exit{kExitFailure};
   }
+  if (a.explain)
+    std::cerr << "plan: " << journal::access_name(r->access) << " (" << r->detail << "): "
+              << r->index_entries << " index entries, " << r->candidates << " records read, "
+              << r->matched << " matched\n";
   if (corrupt) throw Exit{kExitFailure};
 }
 
@@ -155,13 +159,19 @@ void setup_log(CLI::App& app) {
   auto* sub = app.add_subcommand("log", "Print the journal (works while mounted)");
   sub->add_option("task", a->task, "Config file, task name, or state directory")->required();
   sub->add_flag("--json", a->json, "One JSON object per line");
-  sub->add_option("--path", a->path_glob, "Only records whose view path matches this glob");
+  sub->add_option("--path", a->path_glob,
+                  "Only records whose view path (or rename/link target) matches this glob");
   sub->add_option("--op", a->ops, "Only these operations (create, write, unlink, rename, ...)");
-  sub->add_option("--since", a->since, "From this time (ISO 8601, epoch seconds, or 30m/2h/7d ago)");
-  sub->add_option("--until", a->until, "Up to this time");
-  sub->add_option("--outcome", a->outcomes, "Only these states (applied, denied, failed, interrupted, intent, held, approved, rejected, rolled_back)")
+  sub->add_option("--state,--outcome", a->outcomes,
+                  "Only these states (applied, denied, failed, interrupted, intent, held, approved, "
+                  "rejected, rolled_back)")
       ->check(CLI::IsMember({"applied", "denied", "failed", "interrupted", "intent", "held", "approved", "rejected",
                              "rolled_back"}));
+  sub->add_option("--uid", a->uid, "Only records of this caller uid");
+  sub->add_option("--run", a->run, "Only records of this run id (see `scopefs status`)");
+  sub->add_option("--since", a->since, "From this time (ISO 8601, epoch seconds, or 30m/2h/7d ago)");
+  sub->add_option("--until", a->until, "Up to this time");
+  sub->add_flag("--explain", a->explain, "Say on stderr which index answered the query");
   sub->callback([a] { run_log(*a); });
 }
 

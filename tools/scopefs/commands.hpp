@@ -42,5 +42,6 @@ void setup_gc(CLI::App& app);
 void setup_verify(CLI::App& app);
 void setup_key(CLI::App& app);
 void setup_export(CLI::App& app);
+void setup_stats(CLI::App& app);
 
 }  // namespace scopefs::cli

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   setup_verify(app);
   setup_key(app);
   setup_export(app);
+  setup_stats(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

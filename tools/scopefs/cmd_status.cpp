@@ -226,28 +226,32 @@ void run_list(const StatusArgs& a) {
     seen_mp[m.mountpoint] = true;
     std::string name = m.source.rfind("scopefs:", 0) == 0 ? m.source.substr(8) : m.source;
     views.push_back({{"task", name}, {"mountpoint", m.mountpoint}, {"mounted", true},
-                     {"error", "its config is unknown (not in /etc/scopefs/tasks, daemon not registered)"}});
+                     {"error", "config unknown: not in /etc/scopefs/tasks, daemon not registered"}});
   }
   if (a.json) {
     std::cout << nlohmann::json{{"views", views}}.dump(2) << "\n";
   } else if (views.empty()) {
     std::cout << "no scopefs views (no task in /etc/scopefs/tasks, nothing mounted)\n";
   } else {
-    std::cout << std::left << std::setw(16) << "TASK" << std::setw(9) << "MOUNTED" << std::setw(9)
+    auto str = [](const nlohmann::json& v, const char* k) {
+      return v.contains(k) && v[k].is_string() ? v[k].get<std::string>() : std::string("-");
+    };
+    size_t w = 6;
+    for (const auto& v : views) w = std::max(w, str(v, v.contains("task") ? "task" : "config").size() + 2);
+    std::cout << std::left << std::setw(static_cast<int>(w)) << "TASK" << std::setw(9) << "MOUNTED" << std::setw(9)
               << "PENDING" << std::setw(11) << "JOURNAL" << std::setw(26) << "OLDEST ROLLBACK"
               << std::setw(38) << "RUN" << "MOUNTPOINT\n";
     for (const auto& v : views) {
-      auto str = [&](const char* k) { return v.contains(k) && v[k].is_string() ? v[k].get<std::string>() : "-"; };
       std::string mounted = v.contains("mounted") && v["mounted"].is_boolean() ? (v["mounted"].get<bool>() ? "yes" : "no") : "-";
       std::string pending = v.contains("pending") ? std::to_string(v["pending"].get<uint64_t>()) : "-";
       std::string journal = v.contains("journal_bytes") ? human_bytes(v["journal_bytes"].get<uint64_t>()) : "-";
       std::string oldest = v.contains("oldest_rollbackable") && !v["oldest_rollbackable"].is_null()
                                ? v["oldest_rollbackable"]["time"].get<std::string>() : "-";
-      std::string run = v.contains("last_run") && v.value("mounted", false) ? str("last_run") : "-";
-      std::cout << std::setw(16) << (v.contains("task") ? str("task") : str("config")) << std::setw(9)
+      std::string run = v.contains("last_run") && v.value("mounted", false) ? str(v, "last_run") : "-";
+      std::cout << std::setw(static_cast<int>(w)) << str(v, v.contains("task") ? "task" : "config") << std::setw(9)
                 << mounted << std::setw(9) << pending << std::setw(11) << journal << std::setw(26) << oldest
-                << std::setw(38) << (run.empty() ? "-" : run) << str("mountpoint") << "\n";
-      if (v.contains("error")) std::cout << "  (" << str("error") << ")\n";
+                << std::setw(38) << (run.empty() ? "-" : run) << str(v, "mountpoint") << "\n";
+      if (v.contains("error")) std::cout << "  (" << str(v, "error") << ")\n";
     }
   }
   if (failed) throw Exit{kExitFailure};

@@ -46,6 +46,18 @@ def group_exists(name):
         return False
 
 
+def dpkg_excludes(prefix):
+    """True if dpkg is configured not to install files under prefix (minimal images)."""
+    for f in Path("/etc/dpkg/dpkg.cfg.d").glob("*"):
+        try:
+            for line in f.read_text().splitlines():
+                if line.startswith("path-exclude") and prefix in line:
+                    return True
+        except OSError:
+            pass
+    return False
+
+
 def is_mounted(path):
     with open("/proc/self/mountinfo") as f:
         return any(l.split()[4] == str(path) for l in f)
@@ -88,22 +100,28 @@ def test_deb_installs_and_works(package):
     # The admin group and the task directory.
     assert group_exists("scopefs-admin")
     assert os.path.isdir("/etc/scopefs/tasks")
-    # Man pages: found and rendered.
-    assert sh("man", "-w", "scopefs").stdout.strip().endswith("man1/scopefs.1.gz")
-    env = dict(os.environ, MANPAGER="cat", MANWIDTH="80")
-    assert "EXIT STATUS" in sh("man", "scopefs", env=env).stdout
-    assert "ACCESS LEVELS" in sh("man", "5", "scopefs.toml", env=env).stdout
+    # Man pages: found and rendered (unless this image tells dpkg to drop them).
+    man_ok = not dpkg_excludes("/usr/share/man")
+    if man_ok:
+        assert sh("man", "-w", "scopefs").stdout.strip().endswith("man1/scopefs.1.gz")
+        env = dict(os.environ, MANPAGER="cat", MANWIDTH="80")
+        assert "EXIT STATUS" in sh("man", "scopefs", env=env).stdout
+        assert "ACCESS LEVELS" in sh("man", "5", "scopefs.toml", env=env).stdout
+    else:
+        print("dpkg excludes /usr/share/man on this machine: man pages not checked")
     # Units, verified where installed (now with the man pages they cite).
     unit_dir = Path("/usr/lib/systemd/system")
     units = ["scopefs@.service", "scopefs-gc@.service", "scopefs-gc@.timer"]
     for u in units:
         assert (unit_dir / u).is_file(), u
-    sh("systemd-analyze", "verify", *(unit_dir / u for u in units))
+    sh("systemd-analyze", "verify", *([] if man_ok else ["--man=no"]), *(unit_dir / u for u in units))
     # Bash completion.
     comp = Path("/usr/share/bash-completion/completions/scopefs")
     assert "complete " in comp.read_text()
     # The example config checks once the directories it names exist.
     example = Path("/usr/share/doc/scopefs/examples/annotated.toml")
+    if dpkg_excludes("/usr/share/doc"):
+        example = ROOT / "config" / "examples" / "annotated.toml"  # dropped by dpkg here
     assert example.is_file()
     made = []
     for d in ("/srv/finance/exports", "/srv/finance/reports", "/srv/finance/shared"):

@@ -24,6 +24,9 @@
 #include <iostream>
 #include <thread>
 #include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
 
 #include "config/config.hpp"
 #include "fs/session.hpp"
@@ -35,6 +38,8 @@
 #include "tools/scopefs/decide_service.hpp"
 #include "journal/state_dir.hpp"
 #include "tools/scopefs/commands.hpp"
+#include "tools/scopefs/logging.hpp"
+#include "tools/scopefs/views.hpp"
 
 namespace scopefs::cli {
 namespace {
@@ -44,6 +49,8 @@ struct MountArgs {
   bool foreground = false;
   bool debug = false;
   double timeout = 1.0;
+  std::string log_level;
+  std::string expect_mountpoint;
 };
 
 void raise_fd_limit() {
@@ -80,6 +87,74 @@ bool mount_answers(const std::string& mp) {
   struct statfs sf {};
   return ::statfs(mp.c_str(), &sf) == 0 && sf.f_type == 0x65735546;
 }
+
+// Held changes not yet decided: the journal's "h/" index.
+uint64_t pending_count(journal::Journal& j) {
+  uint64_t n = 0;
+  auto r = j.kv().scan("h/", "", [&n](std::string_view, std::string_view) {
+    ++n;
+    return true;
+  });
+  return r ? n : 0;
+}
+
+// systemd's notify protocol (Type=notify), a no-op without NOTIFY_SOCKET.
+// READY=1 only once the view answers a statfs, which needs the session loop
+// to be running: a helper thread asks, then tells. After that it keeps STATUS=
+// current with the number of held changes, at most once a second and only
+// when the journal moved (a cheap atomic read; the count is a scan of the
+// held index). stop() sends nothing: the caller sends STOPPING=1.
+class Notifier {
+ public:
+  Notifier(const config::TaskConfig& cfg, journal::Journal& j) : cfg_(cfg), journal_(j) {}
+  ~Notifier() { stop(); }
+  Notifier(const Notifier&) = delete;
+  Notifier& operator=(const Notifier&) = delete;
+
+  void start() { thread_ = std::thread([this] { run(); }); }
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  bool wait_ms(int ms) {  // false once stopped
+    std::unique_lock<std::mutex> lk(mu_);
+    return !cv_.wait_for(lk, std::chrono::milliseconds(ms), [this] { return stop_; });
+  }
+  std::string status(uint64_t pending) const {
+    return "STATUS=serving task " + cfg_.name + " at " + cfg_.mountpoint + "; " + std::to_string(pending) +
+           " change(s) pending approval";
+  }
+  void run() {
+    for (int i = 0; i < 500 && !mount_answers(cfg_.mountpoint); ++i)
+      if (!wait_ms(10)) return;
+    uint64_t pending = pending_count(journal_);
+    ::sd_notify(0, ("READY=1\n" + status(pending)).c_str());
+    if (!std::getenv("NOTIFY_SOCKET")) return;  // nobody listens to STATUS=
+    uint64_t seen = journal_.last_seq();
+    while (wait_ms(1000)) {
+      uint64_t now = journal_.last_seq();
+      if (now == seen) continue;
+      seen = now;
+      uint64_t n = pending_count(journal_);
+      if (n == pending) continue;
+      pending = n;
+      ::sd_notify(0, status(pending).c_str());
+    }
+  }
+
+  const config::TaskConfig& cfg_;
+  journal::Journal& journal_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;  // guarded by mu_
+  std::thread thread_;
+};
 
 // The daemon proper: returns the exit code. `ready_fd` gets "ok" once mounted,
 // or "error: ..." on failure before that.
@@ -141,18 +216,14 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
     jgate.lifecycle("mount", cfg.mountpoint);
     report(ready_fd, "ok");
     if (ready_fd >= 0) ::close(ready_fd);
-    // systemd (Type=notify): READY=1 only once the view answers, which needs
-    // the loop below to be running: a helper thread asks and then tells.
-    std::thread notifier([&cfg] {
-      for (int i = 0; i < 500 && !mount_answers(cfg.mountpoint); ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      std::string msg = "READY=1\nSTATUS=serving task " + cfg.name + " at " + cfg.mountpoint;
-      ::sd_notify(0, msg.c_str());
-    });
+    register_view({cfg.name, cfg.file, cfg.state_dir, cfg.mountpoint, ::getpid(), jo.run});
+    Notifier notifier(cfg, *journal);
+    notifier.start();
     int r = session.loop();
+    notifier.stop();  // no STATUS= after STOPPING=1
     ::sd_notify(0, "STOPPING=1\nSTATUS=unmounting");
-    notifier.join();
     session.unmount();
+    unregister_view(cfg.state_dir);
     jgate.lifecycle("unmount", cfg.mountpoint);
     streamer.stop();
     spdlog::info("task {}: unmounted from {} (run {})", cfg.name, cfg.mountpoint, jo.run);
@@ -164,12 +235,18 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
   } catch (const std::exception& e) {
     spdlog::error("task {}: {}", cfg.name, e.what());
     report(ready_fd, std::string("error: ") + e.what());
+    unregister_view(cfg.state_dir);
     state.remove_pid();
     return kExitFailure;
   }
 }
 
 void run_mount(const MountArgs& args) {
+  if (!args.log_level.empty() && !set_log_level(args.log_level)) {
+    std::cerr << "scopefs mount: --log-level " << args.log_level
+              << ": not a level (trace, debug, info, warn, error, critical, off)\n";
+    throw Exit{kExitUsage};
+  }
   std::string file = config::resolve_task_arg(args.task);
   config::TaskConfig cfg;
   try {
@@ -177,6 +254,17 @@ void run_mount(const MountArgs& args) {
   } catch (const config::ConfigError& e) {
     for (const auto& d : e.diagnostics()) std::cerr << d.str() << "\n";
     throw Exit{kExitUsage};
+  }
+  std::error_code ec;
+  if (auto abs = std::filesystem::absolute(cfg.file, ec); !ec) cfg.file = abs.lexically_normal().string();
+  if (!args.expect_mountpoint.empty()) {
+    auto want = std::filesystem::weakly_canonical(args.expect_mountpoint, ec);
+    auto have = std::filesystem::weakly_canonical(cfg.mountpoint, ec);
+    if (want != have) {
+      std::cerr << "scopefs mount: task '" << cfg.name << "' mounts at " << cfg.mountpoint << ", not at "
+                << args.expect_mountpoint << "\n";
+      throw Exit{kExitUsage};
+    }
   }
   if (::geteuid() != 0) {
     std::cerr << "scopefs mount: must run as root (it mounts with allow_other and acts for "
@@ -191,6 +279,10 @@ void run_mount(const MountArgs& args) {
               << cfg.state_dir << ")\n";
     throw Exit{kExitFailure};
   }
+  // The mountpoint's missing parents get this process's umask (the daemon
+  // runs with 0): a world-writable /run/scopefs would let anyone plant a
+  // symlink where another task's view is to be mounted.
+  std::filesystem::create_directories(cfg.mountpoint, ec);
   if (args.foreground) throw Exit{serve(cfg, state, args, -1)};
 
   int pipefd[2];
@@ -243,6 +335,10 @@ void setup_mount(CLI::App& app) {
       ->required();
   sub->add_flag("-f,--foreground", args->foreground, "Stay in the foreground (systemd, tests)");
   sub->add_flag("--debug", args->debug, "Log every FUSE request (libfuse -d)");
+  sub->add_option("--expect-mountpoint", args->expect_mountpoint,
+                  "Refuse unless the config mounts at this directory (mount.fuse.scopefs)");
+  sub->add_option("--log-level", args->log_level,
+                  "trace, debug, info (default), warn, error, critical or off; also SCOPEFS_LOG_LEVEL");
   sub->add_option("--cache-timeout", args->timeout,
                   "Seconds the kernel may cache entries and attributes")
       ->check(CLI::Range(0.0, 3600.0));

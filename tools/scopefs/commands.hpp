@@ -11,10 +11,12 @@
 
 namespace scopefs::cli {
 
-// Exit codes, the same for every subcommand.
+// Exit codes, the same for every subcommand (scopefs(1) EXIT STATUS,
+// docs/operations.md): 0 done; 1 the operation failed, was refused, or left
+// conflicts; 2 bad arguments or an invalid config.
 constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;  // the operation failed
-constexpr int kExitUsage = 2;    // bad arguments or an invalid config
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
 
 // Thrown by run_* to leave with a code (after printing its own message).
 struct Exit {
@@ -43,5 +45,9 @@ void setup_verify(CLI::App& app);
 void setup_key(CLI::App& app);
 void setup_export(CLI::App& app);
 void setup_stats(CLI::App& app);
+void setup_init(CLI::App& app);
+// `scopefs completion bash`: a bash completion script generated, when run, from
+// the parser itself, so every registered subcommand and option is in it.
+void setup_completion(CLI::App& app);
 
 }  // namespace scopefs::cli

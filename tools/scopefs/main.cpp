@@ -1,18 +1,13 @@
 // scopefs: the admin CLI and the daemon (`scopefs mount`). Thin: every
 // subcommand lives in cmd_<sub>.cpp over the core library.
-#include <spdlog/cfg/env.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-
 #include <iostream>
 
 #include "tools/scopefs/commands.hpp"
+#include "tools/scopefs/logging.hpp"
 
 int main(int argc, char** argv) {
   using namespace scopefs::cli;
-  spdlog::set_default_logger(spdlog::stderr_color_mt("scopefs"));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL=debug|info|warn|error
+  setup_logging();
   CLI::App app{"scopefs: scoped, policy-filtered, journaled views of real directories"};
   app.set_version_flag("--version", std::string("scopefs ") + SCOPEFS_VERSION);
   app.require_subcommand(1);
@@ -30,6 +25,8 @@ int main(int argc, char** argv) {
   setup_key(app);
   setup_export(app);
   setup_stats(app);
+  setup_init(app);
+  setup_completion(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -37,6 +34,9 @@ int main(int argc, char** argv) {
     return code == 0 ? kExitOk : kExitUsage;
   } catch (const Exit& e) {
     return e.code;
+  } catch (const std::exception& e) {
+    std::cerr << "scopefs: " << e.what() << "\n";
+    return kExitFailure;
   }
   return kExitOk;
 }

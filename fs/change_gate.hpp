@@ -80,6 +80,10 @@ struct Change {
   ObjRef obj;          // the object (or the name about to be created)
   ObjRef obj2;         // rename/link destination
   bool open_for_write = false;  // the view holds the object open for writing
+  // The view holds the object (unlink) or the replaced file (rename) open in
+  // any mode: its before-image must be a copy, since a hard link into the
+  // blob store would show in fstat's link count on the open descriptor.
+  bool open_in_view = false;
   std::unique_ptr<GateState> state;
 
   // Held changes (fs/stage.hpp): the real tree is not touched; obj/obj2

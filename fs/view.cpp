@@ -194,6 +194,12 @@ bool View::open_for_write(const struct stat& st) {
                            [](const Inode& n) { return n.open_writers.load() > 0; });
 }
 
+bool View::open_in_view(const struct stat& st) {
+  if (!S_ISREG(st.st_mode)) return false;
+  return table_.known_with(InodeKey{st.st_dev, st.st_ino},
+                           [](const Inode& n) { return n.open_handles.load() > 0; });
+}
+
 // ---------------------------------------------------------------------------
 // fds
 

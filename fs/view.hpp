@@ -105,8 +105,10 @@ struct SetattrRequest {
   off_t size = 0;
   struct timespec atime {};
   struct timespec mtime {};
+  // kCtime: nothing but the change time (e.g. chown(f, -1, -1)): updated as
+  // a native filesystem does, by an ownership change to the same owner.
   static constexpr int kMode = 1, kUid = 2, kGid = 4, kSize = 8, kAtime = 16, kMtime = 32,
-                       kAtimeNow = 64, kMtimeNow = 128;
+                       kAtimeNow = 64, kMtimeNow = 128, kCtime = 256;
 };
 
 struct ViewOptions {
@@ -274,6 +276,8 @@ class View {
   void end_session(OpenFile& fh);
   // True if the view holds the object `st` describes open for writing.
   bool open_for_write(const struct stat& st);
+  // True if the view holds it open at all (any mode).
+  bool open_in_view(const struct stat& st);
   Result<bool> subtree_levels_equal(int dirfd, const std::string& from, const std::string& to,
                                     Access bind_default, size_t& budget);
   const std::vector<gid_t>* caller_groups(const Caller& caller, std::vector<gid_t>& storage);

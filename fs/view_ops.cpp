@@ -137,6 +137,7 @@ Result<void> View::unlink(Inode* parent, std::string_view name, const Caller& ca
   c.obj = ObjRef{(*pfd)->get(), n};
   auto st = sys::stat_at((*pfd)->get(), n.c_str(), AT_SYMLINK_NOFOLLOW);
   c.open_for_write = st && open_for_write(*st);
+  c.open_in_view = st && open_in_view(*st);
   if (auto b = gate_.begin(c); !b) return b;
   auto r = sys::unlink_at((*pfd)->get(), n.c_str(), 0);
   finish_change(c, r.error());
@@ -238,6 +239,7 @@ Result<void> View::rename(Inode* parent, std::string_view name, Inode* newparent
   c.obj = ObjRef{(*pfd)->get(), n};
   c.obj2 = ObjRef{(*npfd)->get(), nn};
   c.open_for_write = dst && open_for_write(*dst);
+  c.open_in_view = dst && open_in_view(*dst);
   if (auto b = gate_.begin(c); !b) return b;
   auto r = sys::rename_at2((*pfd)->get(), n.c_str(), (*npfd)->get(), nn.c_str(), flags);
   finish_change(c, r.error());
@@ -267,7 +269,7 @@ Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const 
   using R = SetattrRequest;
   OpKind op = (req.to_set & R::kSize)                 ? OpKind::Truncate
               : (req.to_set & R::kMode)               ? OpKind::Chmod
-              : (req.to_set & (R::kUid | R::kGid))    ? OpKind::Chown
+              : (req.to_set & (R::kUid | R::kGid | R::kCtime)) ? OpKind::Chown
                                                       : OpKind::Utimens;
   Change c{op, {}, {}, caller, static_cast<unsigned>(req.to_set)};
   if (auto r = permit_node(c, node); !r) return Errno{r.error()};
@@ -304,39 +306,43 @@ Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const 
   }
   Result<void> r;
   if (req.to_set & R::kMode) r = sys::chmod_fd(fd, req.mode & 07777);
-  if (r && (req.to_set & (R::kUid | R::kGid))) {
+  if (r && (req.to_set & (R::kUid | R::kGid | R::kCtime))) {
+    // kCtime alone: an ownership change to the same owner, which updates
+    // the change time and nothing else.
     uid_t uid = (req.to_set & R::kUid) ? req.uid : static_cast<uid_t>(-1);
     gid_t gid = (req.to_set & R::kGid) ? req.gid : static_cast<gid_t>(-1);
     r = sys::chown_fd(fd, uid, gid);
   }
   if (r && (req.to_set & R::kSize)) r = sys::truncate_fd(fd, req.size, fh && fh->writable);
-  if (r && (req.to_set & (R::kAtime | R::kMtime | R::kAtimeNow | R::kMtimeNow))) {
-    struct timespec tv[2];
-    tv[0].tv_sec = 0;
-    tv[1].tv_sec = 0;
-    tv[0].tv_nsec = (req.to_set & R::kAtimeNow) ? UTIME_NOW : UTIME_OMIT;
-    tv[1].tv_nsec = (req.to_set & R::kMtimeNow) ? UTIME_NOW : UTIME_OMIT;
-    if ((req.to_set & R::kAtime) && !(req.to_set & R::kAtimeNow)) tv[0] = req.atime;
-    if ((req.to_set & R::kMtime) && !(req.to_set & R::kMtimeNow)) tv[1] = req.mtime;
-    if (node->is_symlink() && upper_backed(node)) {
+  const bool times = req.to_set & (R::kAtime | R::kMtime | R::kAtimeNow | R::kMtimeNow);
+  struct timespec tv[2];
+  tv[0].tv_sec = 0;
+  tv[1].tv_sec = 0;
+  tv[0].tv_nsec = (req.to_set & R::kAtimeNow) ? UTIME_NOW : UTIME_OMIT;
+  tv[1].tv_nsec = (req.to_set & R::kMtimeNow) ? UTIME_NOW : UTIME_OMIT;
+  if ((req.to_set & R::kAtime) && !(req.to_set & R::kAtimeNow)) tv[0] = req.atime;
+  if ((req.to_set & R::kMtime) && !(req.to_set & R::kMtimeNow)) tv[1] = req.mtime;
+  auto set_symlink_times = [&]() -> Result<void> {
+    if (upper_backed(node)) {
       uint64_t n = node->key().dev == kUpperDev ? node->key().ino : node->upper.load();
-      r = sys::utimens_at(stage_->obj_dirfd(), StageLayer::upper_name(n).c_str(), tv,
-                          AT_SYMLINK_NOFOLLOW);
-    } else if (node->is_symlink()) {
-      auto [parent, name] = table_.parent_and_name(node);
-      auto pfd = parent ? path_fd(parent) : Result<FdRef>(Errno{ENOENT});
-      r = pfd ? sys::utimens_at((*pfd)->get(), name.c_str(), tv, AT_SYMLINK_NOFOLLOW)
-              : Result<void>(Errno{pfd.error()});
-    } else {
-      r = sys::utimens_fd(fd, tv);
+      return sys::utimens_at(stage_->obj_dirfd(), StageLayer::upper_name(n).c_str(), tv,
+                             AT_SYMLINK_NOFOLLOW);
     }
-  }
+    auto [parent, name] = table_.parent_and_name(node);
+    auto pfd = parent ? path_fd(parent) : Result<FdRef>(Errno{ENOENT});
+    return pfd ? sys::utimens_at((*pfd)->get(), name.c_str(), tv, AT_SYMLINK_NOFOLLOW)
+               : Result<void>(Errno{pfd.error()});
+  };
+  if (r && times) r = node->is_symlink() ? set_symlink_times() : sys::utimens_fd(fd, tv);
   if (held) {
     stage_commit(c, log, r.error());
     slk.unlock();  // before a handle's lock (end_session takes them the other way)
   } else {
     finish_change(c, r.error());
   }
+  // The journal reads a symlink's target to record it, and reading a link
+  // updates its atime (relatime): set the times the caller asked for again.
+  if (r && times && node->is_symlink()) (void)set_symlink_times();
   if (r && (req.to_set & R::kSize) && fh) {
     // A truncate through a handle reshapes its write session, if any.
     auto* of = const_cast<OpenFile*>(fh);

@@ -265,7 +265,7 @@ Result<void> JournalGate::begin(fs::Change& c) {
     bool image = content_destroying(c.op) || (c.op == OpKind::Write && (c.flags & O_TRUNC));
     // Linking into the store would make a later write through an open handle
     // change the blob: only for objects nobody holds open for writing.
-    bool may_link = c.op == OpKind::Unlink && !c.open_for_write;
+    bool may_link = c.op == OpKind::Unlink && !c.open_for_write && !c.open_in_view;
     auto b = capture(c.obj, image, may_link, &s->before_st);
     if (!b) return Errno{b.error()};
     r.before = *b;
@@ -276,10 +276,11 @@ Result<void> JournalGate::begin(fs::Change& c) {
   }
   if (c.op == OpKind::Rename && !(c.flags & RENAME_EXCHANGE)) {
     // The object a rename replaces loses its name: keep its content.
-    auto v = capture(c.obj2, true, !c.open_for_write, &s->victim_st);
+    const bool may_link = !c.open_for_write && !c.open_in_view;
+    auto v = capture(c.obj2, true, may_link, &s->victim_st);
     if (!v) return Errno{v.error()};
     if (v->exists) r.victim = *v;
-    s->linked_replaced = v->blob && !c.open_for_write && s->victim_st.st_nlink == 1 &&
+    s->linked_replaced = v->blob && may_link && s->victim_st.st_nlink == 1 &&
                          j_.blobs()->same_fs(s->victim_st.st_dev);
   } else if (c.op == OpKind::Rename) {
     auto v = capture(c.obj2, false, false, &s->victim_st);

@@ -20,12 +20,9 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
     r.size = attr->st_size;
     r.atime = attr->st_atim;
     r.mtime = attr->st_mtim;
-    if (r.to_set == 0) {  // ctime only, or nothing we change: report attributes
-      auto st = view(req).getattr(node(req, ino), file(fi));
-      if (!st) fuse_reply_err(req, st.error());
-      else fuse_reply_attr(req, &*st, ctx(req).attr_timeout);
-      return;
-    }
+    // Nothing but the change time: the kernel sends this for e.g.
+    // chown(f, -1, -1), which updates ctime on a native filesystem.
+    if (r.to_set == 0) r.to_set = R::kCtime;
     auto st = view(req).setattr(node(req, ino), r, file(fi), caller(req));
     if (!st) {
       fuse_reply_err(req, st.error());

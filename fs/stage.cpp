@@ -301,36 +301,8 @@ size_t StageLayer::remove_orphans() {
 
 Result<void> copy_content(int src, int dst) {
   if (::ioctl(dst, FICLONE, src) == 0) return {};
-  off_t in = 0, out = 0;
-  for (;;) {
-    ssize_t n = ::copy_file_range(src, &in, dst, &out, 1 << 30, 0);
-    if (n > 0) continue;
-    if (n == 0) return {};
-    if (errno == EINTR) continue;
-    if (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS) break;
-    return Errno{errno};
-  }
-  // Plain copy from where copy_file_range stopped.
-  std::vector<char> buf(1 << 20);
-  for (;;) {
-    ssize_t n = ::pread(src, buf.data(), buf.size(), in);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Errno{errno};
-    }
-    if (n == 0) return {};
-    size_t done = 0;
-    while (done < static_cast<size_t>(n)) {
-      ssize_t w = ::pwrite(dst, buf.data() + done, static_cast<size_t>(n) - done, out);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return Errno{errno};
-      }
-      done += static_cast<size_t>(w);
-      out += w;
-    }
-    in += n;
-  }
+  // Holes stay holes: a copy-up of a sparse file costs its data only.
+  return sys::copy_sparse(src, dst);
 }
 
 Result<void> copy_xattrs(int src, int dst) {

@@ -53,36 +53,8 @@ Result<void> BlobStore::copy_into(int src, int dst) {
     else
       return Errno{e};
   }
-  off_t off = 0;
-  if (try_cfr_.load(std::memory_order_relaxed)) {
-    for (;;) {
-      off_t in = off, out = off;
-      auto n = sys::copy_range(src, &in, dst, &out, 1 << 30, 0);
-      if (!n) {
-        if (n.error() == EXDEV || n.error() == EINVAL || n.error() == EOPNOTSUPP ||
-            n.error() == ENOSYS) {
-          if (off == 0) try_cfr_.store(false, std::memory_order_relaxed);
-          break;
-        }
-        return Errno{n.error()};
-      }
-      if (*n == 0) return {};
-      off += static_cast<off_t>(*n);
-    }
-  }
-  std::vector<char> buf(1 << 20);
-  for (;;) {
-    auto n = sys::pread_fd(src, buf.data(), buf.size(), off);
-    if (!n) return Errno{n.error()};
-    if (*n == 0) return {};
-    size_t done = 0;
-    while (done < *n) {
-      auto w = sys::pwrite_fd(dst, buf.data() + done, *n - done, off + static_cast<off_t>(done));
-      if (!w) return Errno{w.error()};
-      done += *w;
-    }
-    off += static_cast<off_t>(*n);
-  }
+  // Holes stay holes: a sparse file's before-image costs its data only.
+  return sys::copy_sparse(src, dst);
 }
 
 Result<Hash128> BlobStore::publish_tmp(int tmp_fd) {

@@ -9,7 +9,7 @@
 //   - an object about to lose its last name (unlink, replaced by rename) on
 //     the store's filesystem gets a hard link into the store: no copy at all;
 //   - otherwise FICLONE (reflink) into an O_TMPFILE, else copy_file_range,
-//     else read/write.
+//     else read/write, of the data extents only (holes stay holes).
 // Concurrency: all methods are thread-safe; only the probe flags are shared.
 #pragma once
 
@@ -55,7 +55,6 @@ class BlobStore {
   sys::UniqueFd tmp_fd_;
   dev_t dev_ = 0;
   std::atomic<bool> try_clone_{true};
-  std::atomic<bool> try_cfr_{true};
   std::atomic<uint64_t> counter_{0};
 };
 

@@ -8,6 +8,8 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <vector>
+#include <algorithm>
 #include <cstring>
 
 namespace scopefs::sys {
@@ -178,6 +180,64 @@ Result<off_t> lseek_fd(int fd, off_t off, int whence) {
   off_t r = ::lseek(fd, off, whence);
   if (r == -1) return last_errno();
   return r;
+}
+
+namespace {
+
+// Copies [off, end) of src to the same offsets of dst.
+Result<void> copy_extent(int src, int dst, off_t off, off_t end) {
+  bool use_cfr = true;
+  std::vector<char> buf;
+  while (off < end) {
+    size_t want = static_cast<size_t>(std::min<off_t>(end - off, off_t{1} << 30));
+    if (use_cfr) {
+      off_t in = off, out = off;
+      auto n = copy_range(src, &in, dst, &out, want, 0);
+      if (n && *n > 0) {
+        off += static_cast<off_t>(*n);
+        continue;
+      }
+      if (n) return {};  // src shrank meanwhile
+      int e = n.error();
+      if (e != EXDEV && e != EINVAL && e != EOPNOTSUPP && e != ENOSYS) return Errno{e};
+      use_cfr = false;
+    }
+    if (buf.empty()) buf.resize(1 << 20);
+    auto n = pread_fd(src, buf.data(), std::min(want, buf.size()), off);
+    if (!n) return Errno{n.error()};
+    if (*n == 0) return {};
+    size_t done = 0;
+    while (done < *n) {
+      auto w = pwrite_fd(dst, buf.data() + done, *n - done, off + static_cast<off_t>(done));
+      if (!w) return Errno{w.error()};
+      done += *w;
+    }
+    off += static_cast<off_t>(*n);
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<void> copy_sparse(int src, int dst) {
+  struct stat st {};
+  if (::fstat(src, &st) == -1) return last_errno();
+  if (auto t = truncate_fd(dst, st.st_size, true); !t) return t;
+  off_t pos = 0;
+  while (pos < st.st_size) {
+    auto data = lseek_fd(src, pos, SEEK_DATA);
+    if (!data) {
+      if (data.error() == ENXIO) return {};  // only a hole is left
+      if (pos == 0 && (data.error() == EINVAL || data.error() == EOPNOTSUPP))
+        return copy_extent(src, dst, 0, st.st_size);
+      return Errno{data.error()};
+    }
+    auto hole = lseek_fd(src, *data, SEEK_HOLE);
+    if (!hole) return Errno{hole.error()};
+    if (auto c = copy_extent(src, dst, *data, std::min<off_t>(*hole, st.st_size)); !c) return c;
+    pos = *hole;
+  }
+  return {};
 }
 
 Result<void> flock_fd(int fd, int op) { return void_result(retry([&] { return ::flock(fd, op); })); }

@@ -68,6 +68,11 @@ Result<void> fallocate_fd(int fd, int mode, off_t off, off_t len);
 Result<size_t> copy_range(int fd_in, off_t* off_in, int fd_out, off_t* off_out, size_t len,
                           unsigned flags);
 Result<off_t> lseek_fd(int fd, off_t off, int whence);
+// Copies the content of src into dst, an empty regular file, keeping holes:
+// only src's data extents (SEEK_DATA/SEEK_HOLE) are copied, with
+// copy_file_range, else pread/pwrite; dst ends at src's size. A filesystem
+// without SEEK_DATA gets a plain full copy.
+Result<void> copy_sparse(int src, int dst);
 Result<void> flock_fd(int fd, int op);
 
 // Extended attributes through /proc/self/fd of an O_PATH (or any) fd.

@@ -850,8 +850,11 @@ TEST_SUITE_END();
 
 TEST_CASE_FIXTURE(ConfigFixture, "[task] retention defaults to 7 days and takes s, m, h, d") {
   CHECK(parse(valid()).retention_s == 7 * 86400);
-  for (auto [text, secs] : std::vector<std::pair<std::string, int64_t>>{
+  for (const auto& pair : std::vector<std::pair<std::string, int64_t>>{
            {"90s", 90}, {"30m", 1800}, {"12h", 43200}, {"7d", 604800}, {"1d", 86400}}) {
+    // Not a structured binding: clang 14 cannot capture one in CHECK_MESSAGE's lambda.
+    const std::string& text = pair.first;
+    const int64_t secs = pair.second;
     Lines l = task();
     l.push_back("retention = " + tstr(text));
     CHECK_MESSAGE(parse(cat({l, bind("data", src1, "read")})).retention_s == secs, text);

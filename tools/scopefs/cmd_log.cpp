@@ -11,6 +11,7 @@
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <string_view>
 
 #include "config/config.hpp"
 #include "journal/journal.hpp"
@@ -19,6 +20,32 @@
 
 namespace scopefs::cli {
 namespace {
+
+// Names and process names are the agent's to choose: control bytes (a
+// newline would forge a line, ESC a terminal sequence) and the backslash
+// print as C escapes, so every record is exactly one line.
+std::string escape_text(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    switch (c) {
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          static constexpr char kHex[] = "0123456789abcdef";
+          out += "\\x";
+          out += kHex[c >> 4];
+          out += kHex[c & 15];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out;
+}
 
 struct LogArgs {
   std::string task;
@@ -129,12 +156,13 @@ void run_log(const LogArgs& a) {
       std::cout << journal::record_json(rec) << "\n";
       return true;
     }
-    std::string path = "/" + rec.path;
-    if (!rec.path2.empty()) path += (rec.op == "rename" || rec.op == "link" ? " -> /" : " -> ") + rec.path2;
+    std::string path = "/" + escape_text(rec.path);
+    if (!rec.path2.empty())
+      path += (rec.op == "rename" || rec.op == "link" ? " -> /" : " -> ") + escape_text(rec.path2);
     std::string st(journal::state_name(rec.state));
     if (rec.err) st += "(" + std::string(strerrorname_np(rec.err) ? strerrorname_np(rec.err) : "?") + ")";
     std::ostringstream caller;
-    caller << rec.caller.comm << "[" << rec.caller.pid << "] " << rec.caller.uid;
+    caller << escape_text(rec.caller.comm) << "[" << rec.caller.pid << "] " << rec.caller.uid;
     std::cout << std::left << std::setw(7) << rec.seq << std::setw(25) << fmt_time(rec.time_ns)
               << std::setw(15) << st << std::setw(16) << rec.op << std::setw(44) << path + " "
               << std::setw(24) << caller.str() << short_hash(rec.before) << " -> "

@@ -30,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <unordered_set>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -161,6 +162,12 @@ class View {
   Result<size_t> write(OpenFile& fh, const char* buf, size_t size, off_t off,
                        const Caller& caller);
   void release(std::unique_ptr<OpenFile> fh);
+  // Handles handed to the kernel are tracked (from just before the reply
+  // until release) so that those still open when the session ends — the
+  // kernel sends no release for them after unmount — are released then, and
+  // their write sessions completed in the journal.
+  void track(OpenFile* fh);
+  void release_all();
   Result<void> fsync(OpenFile& fh, bool datasync);
   Result<void> fallocate(OpenFile& fh, int mode, off_t off, off_t len, const Caller& caller);
   Result<size_t> copy_file_range(OpenFile& in, off_t off_in, OpenFile& out, off_t off_out,
@@ -298,6 +305,8 @@ class View {
   std::atomic<uint64_t> deletes_{0};  // applied unlink/rmdir this run ([approval] max_deletes)
   struct timespec mount_time_ {};
 
+  std::mutex handles_mu_;
+  std::unordered_set<OpenFile*> handles_;  // guarded by handles_mu_
   std::mutex mount_mu_;
   std::map<int, FdRef> mount_fds_;  // guarded by mount_mu_
   std::mutex dev_mu_;

@@ -531,7 +531,25 @@ Result<size_t> View::write(OpenFile& fh, const char* buf, size_t size, off_t off
   return n;
 }
 
+void View::track(OpenFile* fh) {
+  std::lock_guard lk(handles_mu_);
+  handles_.insert(fh);
+}
+
+void View::release_all() {
+  std::unordered_set<OpenFile*> left;
+  {
+    std::lock_guard lk(handles_mu_);
+    left.swap(handles_);
+  }
+  for (OpenFile* fh : left) release(std::unique_ptr<OpenFile>(fh));
+}
+
 void View::release(std::unique_ptr<OpenFile> fh) {
+  {
+    std::lock_guard lk(handles_mu_);
+    handles_.erase(fh.get());
+  }
   fh->node->open_handles.fetch_sub(1);
   {
     std::lock_guard lk(fh->mu);

@@ -12,6 +12,7 @@
 #include <ctime>
 #include <filesystem>
 #include <stdexcept>
+#include <unordered_set>
 
 namespace scopefs::journal {
 namespace {
@@ -178,15 +179,27 @@ Journal::~Journal() {
       spdlog::error("journal: final checkpoint failed: {}", std::strerror(r.error()));
   }
   if (!read_only_) {
+    KvTxn closed;
+    closed.del("m/open");
+    if (auto r = kv_->submit(closed, false); !r)
+      spdlog::error("journal: cannot mark the journal closed: {}", std::strerror(r.error()));
     if (auto r = kv_->sync(); !r) spdlog::error("journal: final sync failed: {}", std::strerror(r.error()));
   }
 }
 
 void Journal::recover() {
+  // "m/open" is set while a writer has the journal open and removed when it
+  // closes cleanly: found set, the last writer crashed.
+  auto was_open = kv_->get("m/open");
+  bool crashed = was_open && *was_open;
   std::vector<Record> open;
+  std::unordered_set<std::string> named;  // blobs named by uncounted (intent, interrupted) records
   auto r = kv_->scan("r/", "", [&](std::string_view, std::string_view v) {
     auto rec = decode_record(v);
-    if (rec && rec->state == RecordState::Intent) open.push_back(*rec);
+    if (!rec || (rec->state != RecordState::Intent && rec->state != RecordState::Interrupted)) return true;
+    if (rec->state == RecordState::Intent) open.push_back(*rec);
+    for (const auto* st : {&rec->before, &rec->victim, &rec->after})
+      if (*st && (*st)->blob && (*st)->hash) named.insert((*st)->hash->hex());
     return true;
   });
   if (!r) throw std::runtime_error("cannot scan the journal for interrupted changes");
@@ -201,6 +214,42 @@ void Journal::recover() {
     spdlog::warn("journal: change {} ({} {}) was interrupted by a crash", rec.seq, rec.op, rec.path);
   }
   recovered_ = open.size();
+  if (crashed) sweep_linked_orphans(named);
+  KvTxn mark;
+  mark.put("m/open", "1");
+  if (auto s = kv_->submit(mark, true); !s) throw std::runtime_error("cannot write the journal's metadata");
+}
+
+// A crash between publishing a before-image by hard link (the agent's file
+// about to lose its last name) and writing the intent that names it leaves
+// the user's file with an extra link into the store and no record. After a
+// crash, at open (nothing under way yet), such blob files — more than one
+// link, no reference count, named by no uncounted record — are unlinked, so
+// the user's file gets its link count back.
+void Journal::sweep_linked_orphans(const std::unordered_set<std::string>& named) {
+  if (!blobs_) return;
+  namespace stdfs = std::filesystem;
+  std::error_code ec;
+  size_t removed = 0;
+  for (auto it = stdfs::directory_iterator(blobs_->dir(), ec); !ec && it != stdfs::directory_iterator();
+       it.increment(ec)) {
+    std::string sub = it->path().filename().string();
+    if (sub.size() != 2 || !it->is_directory(ec)) continue;
+    std::error_code ec2;
+    for (auto f = stdfs::directory_iterator(it->path(), ec2); !ec2 && f != stdfs::directory_iterator();
+         f.increment(ec2)) {
+      std::string hex = sub + f->path().filename().string();
+      Hash128 h;
+      if (!Hash128::parse(hex, h) || named.count(hex)) continue;
+      std::string p = f->path().string();
+      struct stat st {};
+      if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink < 2) continue;
+      auto c = blob_refs(h);
+      if (!c || *c > 0) continue;
+      if (::unlink(p.c_str()) == 0) ++removed;
+    }
+  }
+  if (removed) spdlog::warn("journal: unlinked {} before-image(s) a crash left linked to live files", removed);
 }
 
 void Journal::syncer() {

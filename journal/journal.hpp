@@ -46,6 +46,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "journal/blob_store.hpp"
@@ -126,6 +127,7 @@ class Journal {
  private:
   Result<void> submit(const KvTxn& txn, bool sync);
   void recover();
+  void sweep_linked_orphans(const std::unordered_set<std::string>& named);
   void syncer();
 
   std::unique_ptr<KvStore> kv_;

@@ -12,9 +12,11 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
     auto& [entry, of] = *r;
     fuse_entry_param p = entry_param(req, entry);
     fi->fh = reinterpret_cast<uint64_t>(of.get());
+    view(req).track(of.get());
     if (fuse_reply_create(req, &p, fi) == 0) {
       (void)of.release();
     } else {
+      view(req).release(std::move(of));
       view(req).forget(entry.node, 1);
     }
   });

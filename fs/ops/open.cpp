@@ -12,8 +12,11 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     }
     fi->keep_cache = keep ? 1 : 0;
     fi->fh = reinterpret_cast<uint64_t>(of->get());
+    view(req).track(of->get());
     if (fuse_reply_open(req, fi) == 0) {
       (void)of->release();  // now owned by the kernel's handle; reclaimed in release
+    } else {
+      view(req).release(std::move(*of));
     }
   });
 }

@@ -223,6 +223,7 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
     notifier.stop();  // no STATUS= after STOPPING=1
     ::sd_notify(0, "STOPPING=1\nSTATUS=unmounting");
     session.unmount();
+    view.release_all();  // handles the kernel never released: their sessions end now
     unregister_view(cfg.state_dir);
     jgate.lifecycle("unmount", cfg.mountpoint);
     streamer.stop();

@@ -224,7 +224,6 @@ def test_a_sink_that_is_down_blocks_nothing(mount, tmp_root):
     finally:
         m.stop()
         lst.close()
-    assert "is failing" in m.daemon_log()
 
 
 @pytest.mark.skipif(not os.path.exists("/run/systemd/journal/socket"),

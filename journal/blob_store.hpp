@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <functional>
 #include <string>
 
 #include "fs/result.hpp"
@@ -38,6 +39,13 @@ class BlobStore {
   // Removes the blob named `h` if it is the inode (dev, ino): undoes a
   // put_link whose removal then failed, so a live file is never a blob.
   void unlink_if_inode(const Hash128& h, dev_t dev, ino_t ino);
+
+  // Calls fn(hash, path) for every blob file in the store (not tmp/).
+  void for_each_blob(const std::function<void(const Hash128&, const std::string&)>& fn) const;
+  // Unlinks what put_link() left in tmp/ when the process died between its
+  // links: hard links to users' files. Only with the state lock held and
+  // nothing under way (journal open after a crash). Returns how many.
+  size_t remove_tmp_links() const;
 
   bool same_fs(dev_t dev) const { return dev == dev_; }
   std::string path_of(const Hash128& h) const;

@@ -110,36 +110,26 @@ Result<GcReport> collect_garbage(Journal& j, const GcOptions& opts, const Caller
       auto c = j.blob_refs(h);
       if (live.count(hex) || (c && *c - (opts.dry_run ? n : 0) > 0)) ++rep.kept_shared;
     }
-    std::error_code ec;
-    namespace stdfs = std::filesystem;
-    for (auto it = stdfs::directory_iterator(store->dir(), ec); !ec && it != stdfs::directory_iterator();
-         it.increment(ec)) {
-      std::string sub = it->path().filename().string();
-      if (sub.size() != 2 || !it->is_directory(ec)) continue;
-      std::error_code ec2;
-      for (auto f = stdfs::directory_iterator(it->path(), ec2); !ec2 && f != stdfs::directory_iterator();
-           f.increment(ec2)) {
-        std::string hex = sub + f->path().filename().string();
-        Hash128 h;
-        if (!Hash128::parse(hex, h) || live.count(hex)) continue;
-        auto c = j.blob_refs(h);
-        if (!c) continue;
-        auto rel = released.find(hex);
-        int64_t pending = opts.dry_run && rel != released.end() ? rel->second : 0;
-        if (*c - pending > 0) continue;
-        struct stat st {};
-        std::string p = f->path().string();
-        if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-        if (ctime_ns(st) > now - young) continue;
-        if (!opts.dry_run && ::unlink(p.c_str()) != 0) {
-          spdlog::warn("gc: cannot remove {}: {}", p, std::strerror(errno));
-          continue;
-        }
-        ++rep.blobs;
-        rep.bytes += static_cast<uint64_t>(st.st_size);
-        if (rel == released.end()) ++rep.orphans;
+    store->for_each_blob([&](const Hash128& h, const std::string& p) {
+      std::string hex = h.hex();
+      if (live.count(hex)) return;
+      auto c = j.blob_refs(h);
+      if (!c) return;
+      auto rel = released.find(hex);
+      int64_t pending = opts.dry_run && rel != released.end() ? rel->second : 0;
+      if (*c - pending > 0) return;
+      struct stat st {};
+      if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+      if (ctime_ns(st) > now - young) return;
+      if (!opts.dry_run && ::unlink(p.c_str()) != 0) {
+        spdlog::warn("gc: cannot remove {}: {}", p, std::strerror(errno));
+        return;
       }
-    }
+      ++rep.blobs;
+      rep.bytes += static_cast<uint64_t>(st.st_size);
+      if (rel == released.end()) ++rep.orphans;
+    });
+    namespace stdfs = std::filesystem;
     std::error_code ec3;
     for (auto f = stdfs::directory_iterator(store->dir() + "/tmp", ec3);
          !ec3 && f != stdfs::directory_iterator(); f.increment(ec3)) {

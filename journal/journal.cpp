@@ -228,27 +228,15 @@ void Journal::recover() {
 // the user's file gets its link count back.
 void Journal::sweep_linked_orphans(const std::unordered_set<std::string>& named) {
   if (!blobs_) return;
-  namespace stdfs = std::filesystem;
-  std::error_code ec;
-  size_t removed = 0;
-  for (auto it = stdfs::directory_iterator(blobs_->dir(), ec); !ec && it != stdfs::directory_iterator();
-       it.increment(ec)) {
-    std::string sub = it->path().filename().string();
-    if (sub.size() != 2 || !it->is_directory(ec)) continue;
-    std::error_code ec2;
-    for (auto f = stdfs::directory_iterator(it->path(), ec2); !ec2 && f != stdfs::directory_iterator();
-         f.increment(ec2)) {
-      std::string hex = sub + f->path().filename().string();
-      Hash128 h;
-      if (!Hash128::parse(hex, h) || named.count(hex)) continue;
-      std::string p = f->path().string();
-      struct stat st {};
-      if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink < 2) continue;
-      auto c = blob_refs(h);
-      if (!c || *c > 0) continue;
-      if (::unlink(p.c_str()) == 0) ++removed;
-    }
-  }
+  size_t removed = blobs_->remove_tmp_links();
+  blobs_->for_each_blob([&](const Hash128& h, const std::string& p) {
+    if (named.count(h.hex())) return;
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink < 2) return;
+    auto c = blob_refs(h);
+    if (!c || *c > 0) return;
+    if (::unlink(p.c_str()) == 0) ++removed;
+  });
   if (removed) spdlog::warn("journal: unlinked {} before-image(s) a crash left linked to live files", removed);
 }
 

@@ -105,7 +105,10 @@ class Mount:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited early ({self.proc.returncode}):\n{self.daemon_log()}")
-            if is_fuse_mount(self.mp):
+            # A killed daemon leaves its mount behind, and the kernel may still
+            # answer stat() on it from its attribute cache (and reuse its mount
+            # id): the new daemon's own log line says its mount is up.
+            if is_fuse_mount(self.mp) and f"(pid {self.proc.pid})" in self.daemon_log():
                 try:
                     os.stat(self.mp)
                     return self

@@ -24,6 +24,7 @@ target, which showed the same kind of conflict).
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -104,6 +105,18 @@ def cli(*args):
     return subprocess.run([SCOPEFS, *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
+def history(config, stderr):
+    """The journal's records of every path a rollback reported in conflict."""
+    out = []
+    for path in sorted(set(re.findall(r"conflict: (w/[^:]+):", stderr))):
+        log = cli("log", config, "--json", "--path", path)
+        for line in log.stdout.splitlines():
+            x = json.loads(line)
+            keep = ("seq", "op", "path", "path2", "state", "note", "before", "after", "victim")
+            out.append(json.dumps({k: x[k] for k in keep if k in x}))
+    return "\n".join(out)
+
+
 def make_tree(src):
     rnd = random.Random(5)
     for d in ("a/b/c", "d/e", "f"):
@@ -164,7 +177,9 @@ def test_crash_loop(mount, tmp_root):
             if "state is in use" not in r.stderr or time.time() > deadline:
                 break
             time.sleep(0.1)
-        assert r.returncode == 0, (f"iteration {it}: rollback failed:\n{r.stdout}{r.stderr}"
+        assert r.returncode == 0, (f"iteration {it}: rollback failed:\n{r.stderr}"
+                                   f"\n--- history of the paths in conflict ---\n"
+                                   f"{history(m.config, r.stderr)}"
                                    f"\n--- daemon log ---\n" +
                                    "\n".join(m.daemon_log().splitlines()[-30:]))
         d = diff_manifests(original, snapshot(src), "original", f"after rollback {it}")

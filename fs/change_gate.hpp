@@ -6,7 +6,8 @@
 // aborts the operation with that errno and leaves the real tree untouched —
 // and end() after the attempt, with its outcome. A file written through an
 // open handle is one *write session*: begin() at its first mutation, wrote()
-// after each successful write (the streaming hash), end() at release or fsync.
+// after each successful write (the streaming hash), settle() at each close()
+// (the after-state as the closing process left it), end() at release or fsync.
 //
 // Change objects refer to the real tree only through directory fds and names
 // (ObjRef), never absolute paths.
@@ -116,6 +117,11 @@ class ChangeGate {
   }
   // Write sessions: content changed other than by wrote() (truncate, fallocate, copy).
   virtual void reshaped(Change& c) { (void)c; }
+  // Write sessions: a descriptor was closed (FUSE FLUSH, which close() waits
+  // for). The after-state is taken now; end() uses it unless the session
+  // changes the file again. RELEASE comes later and asynchronously: by then
+  // a shell loop's next `>>` may have appended to the file.
+  virtual void settle(Change& c) { (void)c; }
   // The agent asked for durability (fsync): make the record of everything so far durable.
   virtual Result<void> sync() { return {}; }
 };

@@ -58,7 +58,8 @@ struct OpenFile {
   Inode* node = nullptr;
   bool writable = false;
   // The write session: started by the first mutation through this handle,
-  // ended at release or fsync. `mu` serialises the handle's mutations so
+  // ended at release or fsync,
+  // its after-state taken at each close() (flush). `mu` serialises the handle's mutations so
   // the streaming hash sees them in order.
   std::mutex mu;
   std::unique_ptr<Change> session;  // guarded by mu
@@ -169,6 +170,8 @@ class View {
   void track(OpenFile* fh);
   void release_all();
   Result<void> fsync(OpenFile& fh, bool datasync);
+  // close() of a descriptor: the write session's after-state is taken (flush.cpp).
+  void flush(OpenFile& fh);
   Result<void> fallocate(OpenFile& fh, int mode, off_t off, off_t len, const Caller& caller);
   Result<size_t> copy_file_range(OpenFile& in, off_t off_in, OpenFile& out, off_t off_out,
                                  size_t len, unsigned flags, const Caller& caller);

@@ -3,7 +3,7 @@
 // Shape of every mutation: build a Change → permit_* (policy) → resolve the
 // fds → gate begin (intent, before-image) → the syscall relative to
 // directory fds → finish_change (outcome). Writes through a handle form one
-// session: begin at the first mutation, end at release or fsync.
+// session: begin at the first mutation, end at release or fsync (the after-state taken at each close).
 // Create-type syscalls run under the caller's fsuid/fsgid (as_caller) so new
 // objects belong to the caller, as on a native filesystem.
 #include <dirent.h>
@@ -565,6 +565,11 @@ void View::release(std::unique_ptr<OpenFile> fh) {
     }
   }
   fh.reset();
+}
+
+void View::flush(OpenFile& fh) {
+  std::lock_guard lk(fh.mu);
+  if (fh.session && !fh.session->held) gate_.settle(*fh.session);
 }
 
 Result<void> View::fsync(OpenFile& fh, bool datasync) {

@@ -32,6 +32,9 @@ struct State final : fs::GateState {
   Hasher hasher;
   uint64_t streamed = 0;
   bool stream_valid = true;
+  // The session's after-state was taken at a close() and nothing changed
+  // since through this handle (settle()).
+  bool settled = false;
 };
 
 bool content_destroying(fs::OpKind op) {
@@ -300,6 +303,7 @@ Result<void> JournalGate::begin(fs::Change& c) {
 
 void JournalGate::wrote(fs::Change& c, const void* data, size_t n, off_t off) {
   auto* s = static_cast<State*>(c.state.get());
+  if (s) s->settled = false;
   if (!s || !s->stream_valid) return;
   auto uoff = static_cast<uint64_t>(off);
   if (uoff == s->streamed) {
@@ -313,7 +317,10 @@ void JournalGate::wrote(fs::Change& c, const void* data, size_t n, off_t off) {
 
 void JournalGate::reshaped(fs::Change& c) {
   auto* s = static_cast<State*>(c.state.get());
-  if (s) s->stream_valid = false;
+  if (s) {
+    s->stream_valid = false;
+    s->settled = false;
+  }
 }
 
 void JournalGate::end_held(fs::Change& c, fs::GateState& gs, int err) {
@@ -378,6 +385,66 @@ void JournalGate::end_held(fs::Change& c, fs::GateState& gs, int err) {
                   std::strerror(w.error()));
 }
 
+// The after-state of an applied change: the object as it is now. A write
+// session's streamed hash is finished with whatever lies past the stream,
+// which then covers [0, size): later writes may go on streaming.
+void JournalGate::take_after(fs::Change& c, fs::GateState& gs) {
+  auto* s = &static_cast<State&>(gs);
+  Record& r = s->rec;
+  using fs::OpKind;
+  // Where the object is now.
+  const fs::ObjRef& where = (c.op == OpKind::Rename || c.op == OpKind::Link) ? c.obj2 : c.obj;
+  struct stat st {};
+  if (c.op == OpKind::Unlink || c.op == OpKind::Rmdir) {
+    r.after = ObjectState{};
+  } else if (auto a = capture(where, false, false, &st); a) {
+    r.after = *a;
+    if (a->exists && S_ISREG(st.st_mode)) {
+      Result<Hash128> h = Errno{EIO};
+      bool session = c.op == OpKind::Write || c.op == OpKind::Fallocate || c.op == OpKind::CopyRange;
+      if (session && s->stream_valid) {
+        if (static_cast<uint64_t>(st.st_size) == s->streamed) {
+          h = s->hasher.digest();  // written front to back: nothing to read
+        } else if (static_cast<uint64_t>(st.st_size) > s->streamed) {
+          // Finish the stream with whatever lies past it (a gap or a tail).
+          auto fd = open_content(where);
+          if (fd) {
+            auto more = hash_fd_range(fd->get(), s->streamed, s->hasher);
+            if (more) {
+              s->streamed += *more;
+              h = s->hasher.digest();
+            } else {
+              s->stream_valid = false;
+            }
+          }
+        }
+        if (h) remember(st, *h);
+      }
+      if (!h) {
+        bool content_changed = content_destroying(c.op) || c.op == OpKind::Create;
+        if (content_changed) {
+          std::lock_guard lk(known_mu_);
+          known_.erase({st.st_dev, st.st_ino});
+        }
+        h = hash_of(where, st);
+      }
+      if (h) {
+        r.after->hash = *h;
+        // Metadata-only changes keep the content: the before hash is the after hash.
+        if (r.before && r.before->exists && !r.before->hash && !content_destroying(c.op))
+          r.before->hash = *h;
+      }
+    }
+  }
+}
+
+void JournalGate::settle(fs::Change& c) {
+  auto* s = static_cast<State*>(c.state.get());
+  if (!s || c.held) return;
+  take_after(c, *s);
+  s->settled = true;
+}
+
 void JournalGate::end(fs::Change& c, int err) {
   auto* s = static_cast<State*>(c.state.get());
   if (!s) return;
@@ -397,45 +464,7 @@ void JournalGate::end(fs::Change& c, int err) {
     if (r.victim) r.victim->blob = false;
   } else {
     r.state = RecordState::Applied;
-    // Where the object is now.
-    const fs::ObjRef& where = (c.op == OpKind::Rename || c.op == OpKind::Link) ? c.obj2 : c.obj;
-    struct stat st {};
-    if (c.op == OpKind::Unlink || c.op == OpKind::Rmdir) {
-      r.after = ObjectState{};
-    } else if (auto a = capture(where, false, false, &st); a) {
-      r.after = *a;
-      if (a->exists && S_ISREG(st.st_mode)) {
-        Result<Hash128> h = Errno{EIO};
-        bool session = c.op == OpKind::Write || c.op == OpKind::Fallocate || c.op == OpKind::CopyRange;
-        if (session && s->stream_valid) {
-          if (static_cast<uint64_t>(st.st_size) == s->streamed) {
-            h = s->hasher.digest();  // written front to back: nothing to read
-          } else if (static_cast<uint64_t>(st.st_size) > s->streamed) {
-            // Finish the stream with whatever lies past it (a gap or a tail).
-            auto fd = open_content(where);
-            if (fd) {
-              auto more = hash_fd_range(fd->get(), s->streamed, s->hasher);
-              if (more) h = s->hasher.digest();
-            }
-          }
-          if (h) remember(st, *h);
-        }
-        if (!h) {
-          bool content_changed = content_destroying(c.op) || c.op == OpKind::Create;
-          if (content_changed) {
-            std::lock_guard lk(known_mu_);
-            known_.erase({st.st_dev, st.st_ino});
-          }
-          h = hash_of(where, st);
-        }
-        if (h) {
-          r.after->hash = *h;
-          // Metadata-only changes keep the content: the before hash is the after hash.
-          if (r.before && r.before->exists && !r.before->hash && !content_destroying(c.op))
-            r.before->hash = *h;
-        }
-      }
-    }
+    if (!s->settled) take_after(c, *s);
   }
   r.xattr_value = std::move(c.xattr_value);
   r.xattr_before = std::move(c.xattr_before);

@@ -37,6 +37,7 @@ class JournalGate final : public fs::ChangeGate {
   void denied(fs::Change& c, int err) override;
   void wrote(fs::Change& c, const void* data, size_t n, off_t off) override;
   void reshaped(fs::Change& c) override;
+  void settle(fs::Change& c) override;
   Result<void> sync() override { return j_.sync(); }
 
   // Records a mount or unmount of the view.
@@ -55,6 +56,7 @@ class JournalGate final : public fs::ChangeGate {
   };
 
   void end_held(fs::Change& c, fs::GateState& s, int err);
+  void take_after(fs::Change& c, fs::GateState& s);
   Result<ObjectState> capture(const fs::ObjRef& ref, bool content_image, bool may_link,
                               struct stat* st_out);
   std::optional<Hash128> known_hash(const struct stat& st);

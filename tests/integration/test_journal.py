@@ -591,6 +591,28 @@ def test_two_handles_after_hash_is_real_content(mount, tmp_root):
         check_blob_store(m.state, recs)
 
 
+def test_back_to_back_appends_record_each_content(mount, tmp_root):
+    """A shell loop of `>>` appends: each close() ends its write session, so
+    every record's after.hash is the content right after that append (the
+    next record's before.hash) — not a later append's, which the kernel's late
+    RELEASE of the previous handle used to pick up. Rollback then undoes every
+    append without a conflict."""
+    m, src = mount_view(mount, tmp_root)
+    n = 60
+    sh(f"printf 'start\\n' > f; i=0; while [ $i -lt {n} ]; do echo line$i >> f; i=$((i+1)); done",
+       cwd=m.mp / BIND)
+    writes = [r for r in changes_of(settled_log(m.state, n + 2)) if r["op"] == "write"]
+    assert len(writes) == n + 1
+    for a, b in zip(writes, writes[1:]):
+        assert a["after"]["hash"] == b["before"]["hash"], (a["seq"], b["seq"])
+        assert a["after"]["size"] == b["before"]["size"], (a["seq"], b["seq"])
+    assert writes[-1]["after"]["hash"] == xxh_file(src / "f")
+    r = subprocess.run([SCOPEFS, "rollback", str(m.config), "--all"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert not (src / "f").exists()
+
+
 def test_denied_attempts_are_recorded(mount, tmp_root):
     m, src = mount_view(mount, tmp_root)
     ro = tmp_root / "src" / "r"

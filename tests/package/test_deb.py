@@ -63,6 +63,9 @@ def is_mounted(path):
         return any(l.split()[4] == str(path) for l in f)
 
 
+APT_WAIT = ("-o", "DPkg::Lock::Timeout=300")
+
+
 @pytest.fixture
 def package():
     """Builds and installs the .deb; yields its path; removes it after."""
@@ -77,11 +80,14 @@ def package():
     created_dirs = [d for d in ("/etc/scopefs", "/var/lib/scopefs") if not os.path.exists(d)]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     try:
-        sh("apt-get", "install", "-y", "--no-install-recommends", f"./{debs[0].name}", cwd=BUILD, env=env)
+        # Another apt-get (an admin's, a benchmark installing its peers) may
+        # hold the dpkg lock for a while: wait for it rather than fail.
+        sh("apt-get", *APT_WAIT, "install", "-y", "--no-install-recommends", f"./{debs[0].name}",
+           cwd=BUILD, env=env)
         yield debs[0]
     finally:
         # purge: remove leaves the package's maintainer scripts registered.
-        sh("apt-get", "purge", "-y", "scopefs", env=env, check=False)
+        sh("apt-get", *APT_WAIT, "purge", "-y", "scopefs", env=env, check=False)
         if not had_group and group_exists("scopefs-admin"):
             sh("groupdel", "scopefs-admin", check=False)
         for d in reversed(created_dirs):

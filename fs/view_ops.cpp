@@ -496,18 +496,61 @@ Result<std::pair<Entry, std::unique_ptr<OpenFile>>> View::create(Inode* parent,
   auto pfd = path_fd(parent);
   if (!pfd) return Errno{pfd.error()};
   std::string n(name);
+  // The kernel sends CREATE for a name it believes absent (a negative entry
+  // it cached, or none), yet the real tree may have gained that name since
+  // (changed outside the view). O_CREAT alone would open that file and the
+  // journal would call it created — a rollback would then delete it. The
+  // real call is O_EXCL; a name that exists is opened as an existing file
+  // (its own record, with a before-image if O_TRUNC destroys content).
+  auto open_existing = [&]() -> Result<std::pair<Entry, std::unique_ptr<OpenFile>>> {
+    // The kernel checked no permission on a file it thought absent: open it
+    // as the caller first (non-blocking: it may be a FIFO).
+    auto probe = as_caller(caller, [&] {
+      return sys::open_at((*pfd)->get(), n.c_str(),
+                          (flags & O_ACCMODE) | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    });
+    if (!probe) return Errno{probe.error()};
+    auto ex = lookup(parent, name);
+    if (!ex) return Errno{ex.error()};
+    bool keep = false;
+    auto o = open(ex->node, flags & ~(O_CREAT | O_EXCL), caller, keep);
+    if (!o) {
+      forget(ex->node, 1);
+      return Errno{o.error()};
+    }
+    return std::make_pair(*ex, std::move(o).value());
+  };
+  if (!(flags & O_EXCL) && sys::stat_at((*pfd)->get(), n.c_str(), AT_SYMLINK_NOFOLLOW))
+    return open_existing();
   c.obj = ObjRef{(*pfd)->get(), n};
   if (auto b = gate_.begin(c); !b) return Errno{b.error()};
-  int oflags = (flags & ~O_NOCTTY) | O_CREAT | O_NOFOLLOW;
+  int oflags = (flags & ~O_NOCTTY) | O_CREAT | O_EXCL | O_NOFOLLOW;
   auto fd = as_caller(caller, [&] { return sys::open_at((*pfd)->get(), n.c_str(), oflags, mode & 07777); });
-  finish_change(c, fd.error());
-  if (!fd) return Errno{fd.error()};
-  auto e = lookup_real(parent, name);
-  if (!e) return Errno{e.error()};
+  if (!fd) {
+    finish_change(c, fd.error());
+    if (fd.error() == EEXIST && !(flags & O_EXCL)) return open_existing();  // made meanwhile
+    return Errno{fd.error()};
+  }
   auto of = std::make_unique<OpenFile>();
   of->fd = std::move(fd).value();
-  of->node = e->node;
   of->writable = (flags & O_ACCMODE) != O_RDONLY;
+  if (of->writable) {
+    // A file created for writing is one change: the create is the handle's
+    // write session, so what is written before close lands in the create's
+    // record (one record per new file, not a create and then a write).
+    auto sc = std::make_unique<Change>(std::move(c));
+    sc->obj = ObjRef{of->fd.get(), ""};
+    sc->open_for_write = true;
+    of->session = std::move(sc);
+  } else {
+    finish_change(c, 0);
+  }
+  auto e = lookup_real(parent, name);
+  if (!e) {
+    if (of->session) finish_change(*of->session, 0);
+    return Errno{e.error()};
+  }
+  of->node = e->node;
   if (of->writable) e->node->open_writers.fetch_add(1);
   e->node->open_handles.fetch_add(1);
   e->node->cache_mtime_ns.store(mtime_ns(e->attr));

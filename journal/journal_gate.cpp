@@ -401,7 +401,9 @@ void JournalGate::take_after(fs::Change& c, fs::GateState& gs) {
     r.after = *a;
     if (a->exists && S_ISREG(st.st_mode)) {
       Result<Hash128> h = Errno{EIO};
-      bool session = c.op == OpKind::Write || c.op == OpKind::Fallocate || c.op == OpKind::CopyRange;
+      // A create is the write session of the handle it opened (fs/view_ops.cpp).
+      bool session = c.op == OpKind::Write || c.op == OpKind::Fallocate ||
+                     c.op == OpKind::CopyRange || c.op == OpKind::Create;
       if (session && s->stream_valid) {
         if (static_cast<uint64_t>(st.st_size) == s->streamed) {
           h = s->hasher.digest();  // written front to back: nothing to read

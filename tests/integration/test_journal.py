@@ -270,8 +270,8 @@ def sc_echo_new(v, s, tmp):
     sh("echo hello > a.txt", v)
     h = xxh_file(s / "a.txt")
     assert h == xxh_bytes(b"hello\n")
-    return [Exp("create", "a.txt", before=ABSENT, after=EMPTY, comm="sh"),
-            Exp("write", "a.txt", before=EMPTY, after=h, comm="sh")]
+    # One record per new file: the create is the write session of its handle.
+    return [Exp("create", "a.txt", before=ABSENT, after=h, comm="sh")]
 
 
 def setup_old(s):
@@ -322,8 +322,7 @@ def sc_atomic_save(v, s, tmp):
     h = xxh_file(s / "doc.txt")
     assert h == xxh_bytes(b"version 2, saved atomically\n")
     comm = Path(sys.executable).name[:15]
-    return [Exp("create", t, before=ABSENT, after=EMPTY, comm=comm),
-            Exp("write", t, before=EMPTY, after=h, comm=comm),
+    return [Exp("create", t, before=ABSENT, after=h, comm=comm),
             Exp("rename", t, "doc.txt", before=h, after=h, victim=v1, comm=comm)]
 
 
@@ -494,8 +493,8 @@ def test_tool_scenario_journal(mount, tmp_root, name):
 
 
 def test_cp_a_tree_journal(mount, tmp_root):
-    """cp -a of a small tree: every entry created, every file written once with
-    its content, in an order that creates each directory before its entries;
+    """cp -a of a small tree: every entry created (a file's create record
+    holds the content cp wrote through its handle), in an order that creates each directory before its entries;
     the other records are cp's attribute copies of entries it created."""
     m, src = mount_view(mount, tmp_root)
     t = tmp_root / "native" / "tree"
@@ -532,13 +531,13 @@ def test_cp_a_tree_journal(mount, tmp_root):
         for rel, rs in per_path.items():
             content_ops = [r["op"] for r in rs if r["op"] not in meta]
             want = (["mkdir"] if rel in dirs else ["symlink"] if rel == "tree/link"
-                    else ["create"] if rel == "tree/empty" else ["create", "write"])
+                    else ["create"])
             assert content_ops == want, f"{rel}: {content_ops} != {want}"
             assert rs[0]["op"] == want[0], f"{rel}: first record is {rs[0]['op']}"
             if rel in files:
                 real = xxh_file(src / rel)
-                w = [r for r in rs if r["op"] == "write"][0]
-                assert w["before"]["hash"] == EMPTY and w["after"]["hash"] == real
+                w = [r for r in rs if r["op"] == "create"][0]
+                assert w["before"] == {"exists": False} and w["after"]["hash"] == real
                 assert rs[-1]["after"]["hash"] == real
             if rel == "tree/link":
                 assert rs[0]["after"]["target"] == "one.txt"
@@ -546,7 +545,7 @@ def test_cp_a_tree_journal(mount, tmp_root):
         check_chain(recs, {}, src)
         check_blob_store(m.state, recs)
 
-    live = settled_log(m.state, 3 + 3 + 1 + 1 + 3)
+    live = settled_log(m.state, 3 + 1 + 1 + 3)
     check(live)
     m.stop()
     final = read_log(m.state)
@@ -580,8 +579,7 @@ def test_two_handles_after_hash_is_real_content(mount, tmp_root):
             m.stop()
             recs = read_log(m.state)
         ch = changes_of(recs)
-        assert [key_of(r) for r in ch] == [("create", "w/f", ""), ("write", "w/f", ""),
-                                            ("write", "w/f", "")]
+        assert [key_of(r) for r in ch] == [("create", "w/f", ""), ("write", "w/f", "")]
         for r in ch:
             h = r["after"]["hash"]
             assert h in had, (f"record {r['seq']} ({r['op']} {r['path']}) says the file became "
@@ -601,8 +599,8 @@ def test_back_to_back_appends_record_each_content(mount, tmp_root):
     n = 60
     sh(f"printf 'start\\n' > f; i=0; while [ $i -lt {n} ]; do echo line$i >> f; i=$((i+1)); done",
        cwd=m.mp / BIND)
-    writes = [r for r in changes_of(settled_log(m.state, n + 2)) if r["op"] == "write"]
-    assert len(writes) == n + 1
+    writes = [r for r in changes_of(settled_log(m.state, n + 1)) if r["op"] in ("create", "write")]
+    assert [r["op"] for r in writes] == ["create"] + ["write"] * n
     for a, b in zip(writes, writes[1:]):
         assert a["after"]["hash"] == b["before"]["hash"], (a["seq"], b["seq"])
         assert a["after"]["size"] == b["before"]["size"], (a["seq"], b["seq"])
@@ -674,7 +672,7 @@ def test_log_filters(mount, tmp_root):
     t = wait_next_second()
     sh("echo c > d/c.txt && mv a.txt d/a2.txt && rm b.log", v)
     sh("touch ../r/n.txt", v, check=False)
-    batch2 = [("create", "w/d/c.txt"), ("write", "w/d/c.txt"), ("rename", "w/a.txt"),
+    batch2 = [("create", "w/d/c.txt"), ("rename", "w/a.txt"),
               ("unlink", "w/b.log"), ("create", "r/n.txt")]
 
     def ops(recs):
@@ -685,19 +683,18 @@ def test_log_filters(mount, tmp_root):
         n = len(allr)
         # --path: the view path or a rename/link target matches the glob.
         assert ops(read_log(m.state, "--path", "w/d/**")) == [
-            ("mkdir", "w/d"), ("create", "w/d/c.txt"), ("write", "w/d/c.txt"),
-            ("rename", "w/a.txt")]
+            ("mkdir", "w/d"), ("create", "w/d/c.txt"), ("rename", "w/a.txt")]
         assert ops(read_log(m.state, "--path", "/w/b.log")) == [
-            ("create", "w/b.log"), ("write", "w/b.log"), ("unlink", "w/b.log")]
+            ("create", "w/b.log"), ("unlink", "w/b.log")]
         assert ops(read_log(m.state, "--path", "w/*.txt")) == [
-            ("create", "w/a.txt"), ("write", "w/a.txt"), ("rename", "w/a.txt")]
+            ("create", "w/a.txt"), ("rename", "w/a.txt")]
         assert ops(read_log(m.state, "--path", "nothing/**")) == []
         # --op, repeatable; combined with --path.
         assert ops(read_log(m.state, "--op", "rename")) == [("rename", "w/a.txt")]
         assert ops(read_log(m.state, "--op", "unlink", "--op", "mkdir")) == [
             ("mkdir", "w/d"), ("unlink", "w/b.log")]
-        assert ops(read_log(m.state, "--op", "write", "--path", "w/d/**")) == [
-            ("write", "w/d/c.txt")]
+        assert ops(read_log(m.state, "--op", "create", "--path", "w/d/**")) == [
+            ("create", "w/d/c.txt")]
         lifecycle = [("mount", "")] + ([] if mounted else [("unmount", "")])
         assert ops(read_log(m.state, "--op", "mount", "--op", "unmount")) == lifecycle
         # --outcome
@@ -713,8 +710,8 @@ def test_log_filters(mount, tmp_root):
         assert after == batch2
         assert ops(read_log(m.state, "--since", iso)) == ops(read_log(m.state, "--since", str(t)))
         before = ops(read_log(m.state, "--until", str(t)))
-        assert before == [("mount", ""), ("create", "w/a.txt"), ("write", "w/a.txt"),
-                          ("create", "w/b.log"), ("write", "w/b.log"), ("mkdir", "w/d")]
+        assert before == [("mount", ""), ("create", "w/a.txt"), ("create", "w/b.log"),
+                          ("mkdir", "w/d")]
         assert ops(read_log(m.state, "--until", iso)) == before
         assert len(read_log(m.state, "--since", "1h")) == n
         assert read_log(m.state, "--until", "2001-01-01") == []
@@ -728,7 +725,7 @@ def test_log_filters(mount, tmp_root):
         assert tab.returncode == 0, tab.stderr
         lines = tab.stdout.splitlines()
         assert lines[0].split()[:5] == ["SEQ", "TIME", "STATE", "OP", "PATH"]
-        assert len(lines) == 1 + 4
+        assert len(lines) == 1 + 3
         assert "/w/a.txt -> /w/d/a2.txt" in tab.stdout
         den = run_log(m.state, "--outcome", "denied")
         assert "denied(EROFS)" in den.stdout and "touch[" in den.stdout, den.stdout

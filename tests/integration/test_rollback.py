@@ -259,3 +259,33 @@ def test_xattr_round_trip(mount, tmp_root):
     r = cli("rollback", m.config, "--all")
     assert r.returncode == 0, r.stdout + r.stderr
     assert_same(before, snapshot(src), m)
+
+
+def test_create_over_a_file_made_outside_the_view(mount, tmp_root):
+    """The kernel cached "no such name" (a negative entry), then the name was
+    made in the real tree directly: the agent's open(O_CREAT) reaches the
+    daemon as CREATE. It opens the existing file — journaled as a write with
+    a before-image, not as a create — so rollback restores the user's file
+    instead of deleting it."""
+    m = mount([{"path": "w", "access": "write"}], extra_args=["--cache-timeout", "30"])
+    src, v = m.src("w"), m.mp / "w"
+    assert not (v / "late.txt").exists()  # the kernel now caches the absence
+    (src / "late.txt").write_text("the user's file\n")
+    fd = os.open(v / "late.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, b"the agent's version\n")
+    finally:
+        os.close(fd)
+    assert (src / "late.txt").read_text() == "the agent's version\n"
+    ops = [(x["op"], x["path"]) for x in records(m) if x["path"] == "w/late.txt"]
+    assert ("create", "w/late.txt") not in ops, ops
+    r = cli("rollback", m.config, "--all")
+    assert r.returncode == 0, r.stderr
+    assert (src / "late.txt").read_text() == "the user's file\n"
+
+    # O_EXCL still fails on the existing name, and changes nothing.
+    assert (v / "other.txt").exists() is False
+    (src / "other.txt").write_text("theirs\n")
+    with pytest.raises(FileExistsError):
+        os.open(v / "other.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    assert (src / "other.txt").read_text() == "theirs\n"

@@ -175,7 +175,8 @@ void run_log(const LogArgs& a) {
   }
   if (a.explain)
     std::cerr << "plan: " << journal::access_name(r->access) << " (" << r->detail << "): "
-              << r->index_entries << " index entries, " << r->candidates << " records read, "
+              << r->index_entries << (r->index_entries == 1 ? " index entry, " : " index entries, ")
+              << r->candidates << (r->candidates == 1 ? " record read, " : " records read, ")
               << r->matched << " matched\n";
   if (corrupt) throw Exit{kExitFailure};
 }

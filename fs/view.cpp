@@ -2,6 +2,7 @@
 // directories are in view_ops.cpp. See view.hpp for the model.
 #include "fs/view.hpp"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <cstring>
@@ -439,7 +440,25 @@ Result<Entry> View::lookup_real(Inode* parent, std::string_view name,
 
 void View::forget(Inode* node, uint64_t n) {
   if (node->pinned) return;
-  for (uint64_t serial : table_.forget(node, n)) fds_.erase(serial);
+  auto erased = table_.forget(node, n);
+  for (uint64_t serial : erased) fds_.erase(serial);
+  if (erased.empty()) return;
+  // When the kernel forgets many nodes (memory pressure, drop_caches, the
+  // end of a big walk) their memory is freed, but glibc keeps it in the heap
+  // and the daemon's RSS stays at its peak. Each time the table has shrunk
+  // by a quarter (and at least 8,192 nodes) since the largest size seen, the
+  // heap's free memory goes back to the kernel: a few trims per forget storm,
+  // at geometric steps, whatever its size.
+  constexpr size_t kTrimAtLeast = 8192;
+  size_t size = table_.size();
+  size_t peak = trim_peak_.load(std::memory_order_relaxed);
+  while (size > peak && !trim_peak_.compare_exchange_weak(peak, size, std::memory_order_relaxed)) {
+  }
+  if (size >= peak) return;
+  size_t freed = peak - size;
+  if (freed < kTrimAtLeast || freed < peak / 4) return;
+  if (!trim_peak_.compare_exchange_strong(peak, size, std::memory_order_relaxed)) return;
+  ::malloc_trim(0);
 }
 
 }  // namespace scopefs::fs

@@ -304,6 +304,10 @@ class View {
   std::vector<SyntheticDir> synth_;
   Inode* root_ = nullptr;
   std::atomic<uint64_t> next_serial_{1};
+  // Memory after forgets: glibc keeps freed nodes in its heap, so the
+  // table's largest size since the last trim decides when to hand memory
+  // back (malloc_trim) — see View::forget.
+  std::atomic<size_t> trim_peak_{0};
   std::atomic<uint64_t> policy_gen_{1};
   std::atomic<uint64_t> deletes_{0};  // applied unlink/rmdir this run ([approval] max_deletes)
   struct timespec mount_time_ {};

@@ -732,25 +732,25 @@ GROUPS_SPEC=(
   "ren_setup:0 ren_within:1 check_ren_within:0 ren_across:1 check_ren_across:0 rm_ren:0"
   "build_setup:0 build:1 check_build:0 rm_build:0"
 )
-# A read-only view (scopefs-read) runs only these groups, over a backing dir that
-# POPULATE_SPEC filled natively (untimed) before the mount; gitstatus_warmup stands
-# in for the commit that precedes the warm git status on the writable targets.
+# A read-only view (scopefs-read) runs only the read phases. What the writable
+# targets create in a group is written here natively into its backing dir, untimed,
+# behind the mounted view (steps NAME:b), right before the group's read phases, so
+# the backing files are in the page cache as they are for the writable targets;
+# gitstatus_warmup stands in for the commit before the warm git status.
 READ_GROUPS_SPEC=(
-  "seqread:1 seqread_warm:1"
-  "statwalk:1 readsmall:1"
-  "tar:1"
-  "gitstatus_warmup:0 gitstatus:1 remount:0 gitstatus_fresh:1"
-  "randread:1 check_randread:0"
+  "seqwrite:b check_seq:b seqread:1 seqread_warm:1 rm_seq:b"
+  "create:b statwalk:1 readsmall:1 delete:b"
+  "cptree:b check_tree:b tar:1 rmtree:b"
+  "gitsetup:b git:b check_git:b gitstatus_warmup:0 gitstatus:1 remount:0 gitstatus_fresh:1 rm_repo:b"
+  "fio_layout:b randread:1 check_randread:0 rm_fio:b"
 )
-POPULATE_SPEC="seqwrite check_seq create cptree check_tree gitsetup git check_git fio_layout"
 PHASES=(seqwrite seqread seqread_warm create statwalk readsmall delete cptree tar rmtree
         git gitstatus gitstatus_fresh randread randwrite ren_within ren_across build)
 READ_PHASES=(seqread seqread_warm statwalk readsmall tar gitstatus gitstatus_fresh randread)
 FIO_PHASES=(randread randwrite)
 if ((!FIO_OK)); then
   GROUPS_SPEC=("${GROUPS_SPEC[@]/fio_layout*/}")
-  READ_GROUPS_SPEC=("${READ_GROUPS_SPEC[@]/randread*/}")
-  POPULATE_SPEC=${POPULATE_SPEC/ fio_layout/}
+  READ_GROUPS_SPEC=("${READ_GROUPS_SPEC[@]/fio_layout*/}")
 fi
 
 target_phases() {  # the timed phases target $1 runs
@@ -768,18 +768,6 @@ clean_backing() {  # with the target unmounted: empty its backing dir; fresh sco
   if [[ -d $b ]]; then find "$b" -mindepth 1 -delete 2>/dev/null || true; fi
 }
 
-# Fill a read-only target's backing dir natively, untimed, with what the writable
-# targets create in their phases.
-populate_read_target() {
-  local t=$1 run=$2 dir step
-  dir=$(target_backing "$t")
-  mkdir -p "$dir"
-  LOGF[$t]=$SCRATCH/logs/$t.run$run.log
-  for step in $POPULATE_SPEC; do
-    run_step "$run" "$t" "$step" 0 "$dir" || return 1
-  done
-}
-
 fail_all() {  # record every timed phase of target $1 in run $2 as failed
   local ph
   for ph in $(target_phases "$1"); do printf '%s\t%s\t%s\tfail\t0\t-\t-\n' "$2" "$1" "$ph" >>"$RESULTS"; done
@@ -787,17 +775,7 @@ fail_all() {  # record every timed phase of target $1 in run $2 as failed
 
 run_target() {
   local t=$1 run=$2 g step ph timed failed groups
-  if is_read_target "$t"; then
-    groups=("${READ_GROUPS_SPEC[@]}")
-    clean_backing "$t"
-    if ! populate_read_target "$t" "$run"; then
-      echo "$t, run $run: filling its backing dir failed (see above); its phases are counted as failed" >>"$NOTES"
-      fail_all "$t" "$run"; clean_backing "$t"
-      return 0
-    fi
-  else
-    groups=("${GROUPS_SPEC[@]}")
-  fi
+  if is_read_target "$t"; then groups=("${READ_GROUPS_SPEC[@]}"); else groups=("${GROUPS_SPEC[@]}"); fi
   SOURCES_COLD=1
   if ! start_target "$t" "$run"; then
     echo "$t, run $run: mount failed (log ${LOGF[$t]##*/}):" >>"$NOTES"
@@ -812,18 +790,19 @@ run_target() {
     for step in $g; do
       ph=${step%%:*}; timed=${step##*:}
       if ((failed)); then
-        ((timed)) && printf '%s\t%s\t%s\tskip\t0\t-\t-\n' "$run" "$t" "$ph" >>"$RESULTS"
+        [[ $timed == 1 ]] && printf '%s\t%s\t%s\tskip\t0\t-\t-\n' "$run" "$t" "$ph" >>"$RESULTS"
         continue
       fi
       if [[ $ph == remount ]]; then
         remount_target "$t" "$run" || failed=1
+      elif [[ $timed == b ]]; then  # untimed, natively in the backing dir
+        run_step "$run" "$t" "$ph" 0 "${BACKING[$t]}" || failed=1
       else
         run_step "$run" "$t" "$ph" "$timed" || failed=1
       fi
     done
     if ((failed)); then  # start the next group from a clean, freshly mounted target
-      stop_target "$t"
-      is_read_target "$t" || clean_backing "$t"
+      stop_target "$t"; clean_backing "$t"
       if ! start_target "$t" "$run"; then
         echo "$t, run $run: remount after a failure did not come up" >>"$NOTES"
         stop_target "$t"; clean_backing "$t"

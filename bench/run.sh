@@ -850,7 +850,8 @@ done
 META_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 META_HOST="$(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r), scratch fs $FSTYPE on $(df --output=source "$SCRATCH" | tail -n1)"
 META_HOST="$META_HOST, ulimit -n $(ulimit -n); load average $META_LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
-META_FUSE="libfuse $(pkg-config --modversion fuse3)$( ((FIO_OK)) && echo ", $(fio --version)")"
+META_FUSE="libfuse $(pkg-config --modversion fuse3)"
+if ((FIO_OK)); then META_FUSE="$META_FUSE, $(fio --version)"; fi
 READ_TARGETS=()
 for t in "${TARGETS[@]}"; do is_read_target "$t" && READ_TARGETS+=("$t"); done
 

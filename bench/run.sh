@@ -364,7 +364,6 @@ cp "$SCOPEFS_BIN" "$SCRATCH/bin/scopefs"
 "$SCRATCH/bin/scopefs" --version >/dev/null 2>&1 || die "$SCOPEFS_BIN does not run (a rebuild in progress?)"
 META_SCOPEFS="$("$SCRATCH/bin/scopefs" --version 2>&1 | head -n1), binary $SCOPEFS_BIN (sha256 $(sha256sum "$SCOPEFS_BIN" | cut -c1-12), built $(date -u -r "$SCOPEFS_BIN" '+%Y-%m-%d %H:%M UTC')), repo HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo '+dirty')"
 META_LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-NOTES=$SCRATCH/notes.txt
 : >"$RESULTS"; : >"$NOTES"
 ((FIO_OK)) || echo "fio is not installed: phases 14 and 15 (random 4 KiB I/O) are not run (apt-get install fio, or --install-peers)" >>"$NOTES"
 

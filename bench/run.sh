@@ -672,7 +672,7 @@ run_step() {
   local check_daemon=1; [[ -n ${5:-} ]] && check_daemon=0  # an explicit DIR: no mount involved
   local pid="" c0="" cpu="-" rss="-"
   err=$SCRATCH/logs/$t.run$run.$ph.err
-  sync
+  if ((timed)); then sync; fi  # timed phases start with no dirty data of earlier steps pending
   [[ $ph == seqread || $ph == randread ]] && drop_caches  # the cold reads
   if ((timed)) && [[ $t != native && -n ${PID[$t]:-} ]]; then
     pid=${PID[$t]}

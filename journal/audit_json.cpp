@@ -11,16 +11,7 @@ namespace {
 
 using nlohmann::json;
 
-std::string iso_time(int64_t ns) {
-  time_t s = static_cast<time_t>(ns / 1000000000);
-  struct tm tm {};
-  ::gmtime_r(&s, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  std::snprintf(out, sizeof out, "%s.%09lldZ", buf, static_cast<long long>(ns % 1000000000));
-  return out;
-}
+std::string iso_time(int64_t ns) { return utc_time(ns, 9); }
 
 // ECS event.category / event.type for an operation.
 void classify(const Record& r, json& event) {
@@ -80,6 +71,22 @@ const char* ecs_outcome(RecordState s) {
     default:
       return "unknown";
   }
+}
+
+std::string utc_time(int64_t ns, int frac_digits) {
+  time_t s = static_cast<time_t>(ns / 1000000000);
+  struct tm tm {};
+  ::gmtime_r(&s, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  long long frac = ns % 1000000000;
+  for (int d = 9; d > frac_digits; --d) frac /= 10;
+  char out[48];
+  if (frac_digits <= 0)
+    std::snprintf(out, sizeof out, "%sZ", buf);
+  else
+    std::snprintf(out, sizeof out, "%s.%0*lldZ", buf, frac_digits, frac);
+  return out;
 }
 
 std::string local_host_name() {

@@ -23,5 +23,9 @@ std::string audit_json(const Record& r, const ChainEvent& chain, const std::stri
 const char* ecs_outcome(RecordState s);
 
 std::string local_host_name();
+// "2026-11-30T10:12:03.511311402Z" for ns since the epoch, with `frac_digits`
+// (0..9) digits of the second's fraction: the one UTC format of records'
+// times (ECS JSON with 9 digits, the CLI's tables with 3).
+std::string utc_time(int64_t ns, int frac_digits);
 
 }  // namespace scopefs::journal

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "config/config.hpp"
+#include "journal/audit_json.hpp"
 #include "journal/journal.hpp"
 #include "journal/query.hpp"
 #include "tools/scopefs/commands.hpp"
@@ -68,16 +69,7 @@ std::string short_hash(const std::optional<journal::ObjectState>& o) {
 
 }  // namespace
 
-std::string fmt_time(int64_t ns) {
-  time_t s = static_cast<time_t>(ns / 1000000000);
-  struct tm tm {};
-  ::gmtime_r(&s, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>((ns / 1000000) % 1000));
-  return out;
-}
+std::string fmt_time(int64_t ns) { return journal::utc_time(ns, 3); }
 
 // Also used by the tests' expectations of --since/--until: see docs/journal.md.
 int64_t parse_time_arg(const std::string& s) {

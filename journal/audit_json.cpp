@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -74,18 +75,27 @@ const char* ecs_outcome(RecordState s) {
 }
 
 std::string utc_time(int64_t ns, int frac_digits) {
-  time_t s = static_cast<time_t>(ns / 1000000000);
+  // Floor division, so times before 1970 keep a non-negative fraction.
+  int64_t secs = ns / 1000000000;
+  int64_t frac = ns % 1000000000;
+  if (frac < 0) {
+    frac += 1000000000;
+    --secs;
+  }
+  time_t s = static_cast<time_t>(secs);
   struct tm tm {};
   ::gmtime_r(&s, &tm);
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  long long frac = ns % 1000000000;
-  for (int d = 9; d > frac_digits; --d) frac /= 10;
-  char out[48];
-  if (frac_digits <= 0)
-    std::snprintf(out, sizeof out, "%sZ", buf);
-  else
-    std::snprintf(out, sizeof out, "%s.%0*lldZ", buf, frac_digits, frac);
+  std::string out = buf;
+  int digits = std::clamp(frac_digits, 0, 9);
+  if (digits > 0) {
+    char nine[10];
+    std::snprintf(nine, sizeof nine, "%09u", static_cast<unsigned>(frac));
+    out += '.';
+    out.append(nine, static_cast<size_t>(digits));
+  }
+  out += 'Z';
   return out;
 }
 

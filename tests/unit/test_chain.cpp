@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "journal/audit_json.hpp"
 #include "journal/chain.hpp"
 #include "journal/export.hpp"
 #include "journal/journal.hpp"
@@ -196,4 +197,15 @@ TEST_CASE("export: a bundle round trips, a changed byte or another key fails") {
     out << data;
   }
   CHECK(!verify_bundle(dir.at("bad.tar"), key.public_key()).ok());
+}
+
+TEST_CASE("utc_time: fixed digits, clamped, floor for times before 1970") {
+  using scopefs::journal::utc_time;
+  const int64_t t = 1700000000LL * 1000000000LL + 123456789;
+  CHECK(utc_time(t, 9) == "2023-11-14T22:13:20.123456789Z");
+  CHECK(utc_time(t, 3) == "2023-11-14T22:13:20.123Z");
+  CHECK(utc_time(t, 0) == "2023-11-14T22:13:20Z");
+  CHECK(utc_time(t, 42) == "2023-11-14T22:13:20.123456789Z");
+  CHECK(utc_time(t - 123456789 + 5000000, 3) == "2023-11-14T22:13:20.005Z");
+  CHECK(utc_time(-1, 9) == "1969-12-31T23:59:59.999999999Z");
 }

@@ -153,9 +153,9 @@ void build(const std::string& dir, uint64_t n, uint64_t per_run) {
         ++written;
         continue;
       }
-      static const char* kOps[] = {"write", "write", "write", "write", "create", "create",
-                                   "unlink", "rename", "chmod", "utimens", "truncate", "mkdir",
-                                   "setxattr", "write", "create", "utimens"};
+      static const char* kOps[] = {"write",    "write",  "write",  "write",   "create",   "create",
+                                   "unlink",   "rename", "chmod",  "utimens", "truncate", "mkdir",
+                                   "setxattr", "write",  "create", "utimens"};
       r.op = kOps[pick(16)];
       if (r.op == "mkdir") r.path = dir_of(team, project) + "/sub-" + std::to_string(pick(10));
       if (r.op == "rename") r.path2 = file_of(team, project, pick(kFilesPerDir));
@@ -248,8 +248,9 @@ std::vector<uint64_t> full_scan(Journal& j, const Query& q) {
 }
 
 int usage() {
-  std::cerr << "usage: scopefs_bench_query [--records N] [--runs R] [--dir DIR] [--keep] [--quick]\n"
-               "                           [--drop-caches] [--flush-first] [--out FILE]\n";
+  std::cerr
+      << "usage: scopefs_bench_query [--records N] [--runs R] [--dir DIR] [--keep] [--quick]\n"
+         "                           [--drop-caches] [--flush-first] [--out FILE]\n";
   return 2;
 }
 
@@ -271,8 +272,10 @@ int main(int argc, char** argv) {
       else if (s == "--drop-caches") a.drop_caches = true;
       else if (s == "--flush-first") a.flush_first = true;
       else if (s == "--out") a.out = next();
-      else if (s == "--quick") { a.records = 20000; a.runs = 1; }
-      else return usage();
+      else if (s == "--quick") {
+        a.records = 20000;
+        a.runs = 1;
+      } else return usage();
     } catch (const std::exception& e) {
       std::cerr << e.what() << "\n";
       return usage();
@@ -293,10 +296,12 @@ int main(int argc, char** argv) {
   const uint64_t per_run = std::max<uint64_t>(a.records / 20, 1000);
   try {
     uint64_t have = 0;
-    if (std::filesystem::exists(a.dir + "/journal")) have = Journal::open_read_only(a.dir)->last_seq();
+    if (std::filesystem::exists(a.dir + "/journal"))
+      have = Journal::open_read_only(a.dir)->last_seq();
     if (have != a.records) {
       if (have) {
-        std::cerr << a.dir << " holds a journal of " << have << " records, not " << a.records << "\n";
+        std::cerr << a.dir << " holds a journal of " << have << " records, not " << a.records
+                  << "\n";
         return 1;
       }
       build(a.dir, a.records, per_run);
@@ -380,10 +385,11 @@ int main(int argc, char** argv) {
           rc = 1;
         }
       }
-      std::fprintf(stderr, "%-55s %-11s %8llu found, %8llu read: open %s, cold %s, warm %s, scan %s ms\n",
+      std::fprintf(stderr,
+                   "%-55s %-11s %8llu found, %8llu read: open %s, cold %s, warm %s, scan %s ms\n",
                    row.name.c_str(), row.plan.c_str(), static_cast<unsigned long long>(row.matched),
-                   static_cast<unsigned long long>(row.read), row.open.str().c_str(), row.cold.str().c_str(),
-                   row.warm.str().c_str(), row.scan.str().c_str());
+                   static_cast<unsigned long long>(row.read), row.open.str().c_str(),
+                   row.cold.str().c_str(), row.warm.str().c_str(), row.scan.str().c_str());
       rows.push_back(std::move(row));
     }
 
@@ -424,11 +430,12 @@ int main(int argc, char** argv) {
     md << "| query | plan | found | records read | open | cold query | warm query | full scan |\n";
     md << "|---|---|---:|---:|---:|---:|---:|---:|\n";
     for (const Row& r : rows)
-      md << "| " << r.name << " | " << r.plan << " | " << r.matched << " | " << r.read << " | " << r.open.str()
-         << " | " << r.cold.str() << " | " << r.warm.str() << " | " << r.scan.str() << " |\n";
+      md << "| " << r.name << " | " << r.plan << " | " << r.matched << " | " << r.read << " | "
+         << r.open.str() << " | " << r.cold.str() << " | " << r.warm.str() << " | " << r.scan.str()
+         << " |\n";
     md << "\nOpening read-only: RocksDB alone " << kv_open.str()
-       << " ms; `scopefs stats` computation (open + one scan of " << counted << " records + the blob store): "
-       << stats.str() << " ms.\n";
+       << " ms; `scopefs stats` computation (open + one scan of " << counted
+       << " records + the blob store): " << stats.str() << " ms.\n";
     std::cout << md.str();
     if (!a.out.empty()) std::ofstream(a.out) << md.str();
   } catch (const std::exception& e) {

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -15,7 +16,6 @@
 #include <limits>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace scopefs::config {
 namespace {
@@ -75,8 +75,9 @@ class Checker {
 
 bool is_inside_or_equal(const std::string& child, const std::string& parent) {
   if (parent == "/") return true;
-  return child == parent || (child.size() > parent.size() && child.compare(0, parent.size(), parent) == 0 &&
-                             child[parent.size()] == '/');
+  return child == parent ||
+         (child.size() > parent.size() && child.compare(0, parent.size(), parent) == 0 &&
+          child[parent.size()] == '/');
 }
 
 // Lexically normalises an absolute path and resolves symlinks of the part that exists.
@@ -102,7 +103,11 @@ unsigned value_column(const toml::node& n) { return n.source().begin.column + 1;
 std::optional<int64_t> parse_retention(const std::string& s) {
   if (s.size() < 2) return std::nullopt;
   const char unit = s.back();
-  const int64_t mult = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : unit == 'd' ? 86400 : 0;
+  const int64_t mult = unit == 's'   ? 1
+                       : unit == 'm' ? 60
+                       : unit == 'h' ? 3600
+                       : unit == 'd' ? 86400
+                                     : 0;
   if (mult == 0) return std::nullopt;
   std::string_view num(s.data(), s.size() - 1);
   if (num.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
@@ -133,10 +138,12 @@ unsigned content_column(const std::string& text, const toml::node& n, size_t pos
   size_t end = text.find('\n', at);
   std::string_view line(text.data() + at, (end == std::string::npos ? text.size() : end) - at);
   size_t i = 0;
-  for (unsigned c = 1; c < col0 && i < line.size(); ++c) i += utf8_len(static_cast<unsigned char>(line[i]));
+  for (unsigned c = 1; c < col0 && i < line.size(); ++c)
+    i += utf8_len(static_cast<unsigned char>(line[i]));
   if (i >= line.size()) return fallback;
   const char quote = line[i];
-  if ((quote != '"' && quote != '\'') || line.substr(i, 3) == R"(""")" || line.substr(i, 3) == "'''")
+  if ((quote != '"' && quote != '\'') || line.substr(i, 3) == R"(""")" ||
+      line.substr(i, 3) == "'''")
     return fallback;
   ++i;
   unsigned col = col0 + 1;
@@ -147,7 +154,8 @@ unsigned content_column(const std::string& text, const toml::node& n, size_t pos
       size_t src = 2, out = 1;
       if (e == 'u' || e == 'U') {
         src = e == 'u' ? 6 : 10;
-        unsigned long cp = std::strtoul(std::string(line.substr(i + 2, src - 2)).c_str(), nullptr, 16);
+        unsigned long cp =
+            std::strtoul(std::string(line.substr(i + 2, src - 2)).c_str(), nullptr, 16);
         out = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
       }
       i += src;
@@ -234,11 +242,11 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
   if (!task) {
     if (root.contains("task"))
       ck.error(root.get("task")->source(), "'task' must be a table ([task])");
-    else
-      ck.error(top, "missing [task] table");
+    else ck.error(top, "missing [task] table");
   } else {
-    ck.only_keys(*task, {"name", "mountpoint", "state_dir", "agent_user", "admin_group", "retention"},
-                "[task]");
+    ck.only_keys(*task,
+                 {"name", "mountpoint", "state_dir", "agent_user", "admin_group", "retention"},
+                 "[task]");
     if (auto name = ck.string_key(*task, "name", task->source(), true, "[task]")) {
       static constexpr std::string_view kNameChars =
           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
@@ -278,10 +286,10 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
       }
     }
     if (auto ret = ck.string_key(*task, "retention", task->source(), false, "[task]")) {
-      if (auto secs = parse_retention(*ret))
-        cfg.retention_s = *secs;
+      if (auto secs = parse_retention(*ret)) cfg.retention_s = *secs;
       else
-        ck.error_at(task->get("retention")->source().begin.line, value_column(*task->get("retention")),
+        ck.error_at(task->get("retention")->source().begin.line,
+                    value_column(*task->get("retention")),
                     "retention '" + *ret +
                         "' must be a positive whole number with a unit s, m, h or d (\"90s\", "
                         "\"12h\", \"7d\")");
@@ -330,8 +338,8 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
           }
           for (auto seg : split_path(p)) {
             if (seg == ".." || seg == ".") {
-              ck.error(seen.path_src,
-                       "bind path '" + *path + "' escapes or is not normalised ('.'/'..' segments)");
+              ck.error(seen.path_src, "bind path '" + *path +
+                                          "' escapes or is not normalised ('.'/'..' segments)");
               good = false;
               break;
             }
@@ -397,9 +405,9 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
                                         "); bind paths must not contain one another");
       }
       if (is_inside_or_equal(a.source, b.source) || is_inside_or_equal(b.source, a.source)) {
-        ck.error(binds[i].source_src,
-                 "bind source '" + b.source + "' overlaps bind source '" + a.source + "' (line " +
-                     std::to_string(binds[j].source_src.begin.line) + ")");
+        ck.error(binds[i].source_src, "bind source '" + b.source + "' overlaps bind source '" +
+                                          a.source + "' (line " +
+                                          std::to_string(binds[j].source_src.begin.line) + ")");
       }
     }
   }
@@ -412,8 +420,9 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
           ck.error(task->get(key)->source(),
                    std::string(key) + " '" + p + "' is inside bind source '" + b.cfg.source + "'");
         if (is_inside_or_equal(b.cfg.source, p))
-          ck.error(b.source_src, "bind source '" + b.cfg.source + "' is inside the " +
-                                     (std::string_view(key) == "mountpoint" ? "mountpoint" : "state_dir"));
+          ck.error(b.source_src,
+                   "bind source '" + b.cfg.source + "' is inside the " +
+                       (std::string_view(key) == "mountpoint" ? "mountpoint" : "state_dir"));
       }
     }
     if (!cfg.mountpoint.empty() && !cfg.state_dir.empty() &&
@@ -493,10 +502,8 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
       }
       if (const toml::node* mn = ap->get("max_deletes")) {
         const auto* n = mn->as_integer();
-        if (!n || n->get() < 0)
-          ck.error(mn->source(), "'max_deletes' must be an integer >= 0");
-        else
-          cfg.approval.max_deletes = static_cast<uint64_t>(n->get());
+        if (!n || n->get() < 0) ck.error(mn->source(), "'max_deletes' must be an integer >= 0");
+        else cfg.approval.max_deletes = static_cast<uint64_t>(n->get());
       }
     }
   }
@@ -507,28 +514,26 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
     if (!au) {
       ck.error(an->source(), "'audit' must be a table ([audit])");
     } else {
-      ck.only_keys(*au, {"file", "file_fsync", "syslog", "syslog_facility", "journald", "include_intents"},
+      ck.only_keys(*au,
+                   {"file", "file_fsync", "syslog", "syslog_facility", "journald",
+                    "include_intents"},
                    "[audit]");
       if (auto f = ck.string_key(*au, "file", au->source(), false, "[audit]")) {
-        if (f->empty())
-          ck.error(au->get("file")->source(), "[audit] file must not be empty");
-        else
-          cfg.audit.file = absolute_from(*f, base_dir);
+        if (f->empty()) ck.error(au->get("file")->source(), "[audit] file must not be empty");
+        else cfg.audit.file = absolute_from(*f, base_dir);
       }
       if (auto f = ck.string_key(*au, "file_fsync", au->source(), false, "[audit]")) {
         if (*f != "always" && *f != "batch" && *f != "never")
           ck.error(au->get("file_fsync")->source(),
                    "file_fsync '" + *f + "' must be one of: always, batch, never");
-        else
-          cfg.audit.file_fsync = *f;
+        else cfg.audit.file_fsync = *f;
       }
       if (auto sl = ck.string_key(*au, "syslog", au->source(), false, "[audit]")) {
         bool udp = sl->rfind("udp:", 0) == 0 && sl->rfind(':') > 4;
         if (!udp && (sl->empty() || sl->front() != '/'))
           ck.error(au->get("syslog")->source(),
                    "syslog '" + *sl + "' must be a socket path (\"/dev/log\") or udp:HOST:PORT");
-        else
-          cfg.audit.syslog = *sl;
+        else cfg.audit.syslog = *sl;
       }
       if (auto fac = ck.string_key(*au, "syslog_facility", au->source(), false, "[audit]")) {
         static const std::set<std::string> kFacilities = {"auth",   "authpriv", "daemon", "user",
@@ -536,16 +541,16 @@ TaskConfig parse_config(const std::string& text, const std::string& file_name,
                                                           "local4", "local5",   "local6", "local7"};
         if (!kFacilities.count(*fac))
           ck.error(au->get("syslog_facility")->source(),
-                   "syslog_facility '" + *fac + "' must be one of: auth, authpriv, daemon, user, local0..local7");
-        else
-          cfg.audit.syslog_facility = *fac;
+                   "syslog_facility '" + *fac +
+                       "' must be one of: auth, authpriv, daemon, user, local0..local7");
+        else cfg.audit.syslog_facility = *fac;
       }
       for (auto key : {"journald", "include_intents"}) {
         if (const toml::node* n = au->get(key)) {
           if (const auto* b = n->as_boolean())
-            (std::string_view(key) == "journald" ? cfg.audit.journald : cfg.audit.include_intents) = b->get();
-          else
-            ck.error(n->source(), std::string("[audit] ") + key + " must be true or false");
+            (std::string_view(key) == "journald" ? cfg.audit.journald : cfg.audit.include_intents) =
+                b->get();
+          else ck.error(n->source(), std::string("[audit] ") + key + " must be true or false");
         }
       }
     }

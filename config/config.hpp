@@ -69,8 +69,8 @@ struct ApprovalConfig {
 // [audit]: where the live audit stream goes (docs/audit-schema.md). Every
 // sink is optional; none configured means the journal alone.
 struct AuditConfig {
-  std::optional<std::string> file;  // JSON lines appended to this file
-  std::string file_fsync = "batch"; // always (each line) | batch (each delivery) | never
+  std::optional<std::string> file;   // JSON lines appended to this file
+  std::string file_fsync = "batch";  // always (each line) | batch (each delivery) | never
   // RFC 5424 over a Unix datagram socket ("/dev/log") or UDP ("udp:HOST:PORT")
   std::optional<std::string> syslog;
   std::string syslog_facility = "auth";  // auth, authpriv, daemon, user, local0..local7

@@ -35,7 +35,8 @@ bool Glob::compile(std::string_view pattern, Glob& out, std::string& error, size
     size_t end = slash == std::string_view::npos ? pattern.size() : slash;
     std::string_view seg = pattern.substr(seg_start, end - seg_start);
     if (seg.empty()) {
-      error = slash == std::string_view::npos ? "pattern ends with '/'" : "empty path segment ('//')";
+      error =
+          slash == std::string_view::npos ? "pattern ends with '/'" : "empty path segment ('//')";
       error_pos = slash == std::string_view::npos ? seg_start - 1 : seg_start;
       return false;
     }

@@ -28,7 +28,8 @@ Policy::Policy(std::vector<Rule> rules) : rules_(std::move(rules)) {
     // file below (so "exports/**" never outranks "**/*.pem" on exports/k.pem).
     const std::string& p = r.glob.pattern();
     std::string base = p;
-    while (base.size() > 3 && base.compare(base.size() - 3, 3, "/**") == 0) base.resize(base.size() - 3);
+    while (base.size() > 3 && base.compare(base.size() - 3, 3, "/**") == 0)
+      base.resize(base.size() - 3);
     if (base != p) {
       std::string err;
       size_t pos = 0;

@@ -17,8 +17,8 @@
 
 #include <cstdint>
 #include <memory>
-#include <string>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -77,9 +77,9 @@ struct Change {
   std::string path;   // view path of the object changed
   std::string path2;  // rename/link target; symlink target; xattr name
   Caller caller;
-  unsigned flags = 0;  // rename flags, open flags, setattr mask, fallocate mode
-  ObjRef obj;          // the object (or the name about to be created)
-  ObjRef obj2;         // rename/link destination
+  unsigned flags = 0;           // rename flags, open flags, setattr mask, fallocate mode
+  ObjRef obj;                   // the object (or the name about to be created)
+  ObjRef obj2;                  // rename/link destination
   bool open_for_write = false;  // the view holds the object open for writing
   // The view holds the object (unlink) or the replaced file (rename) open in
   // any mode: its before-image must be a copy, since a hard link into the

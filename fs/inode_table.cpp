@@ -11,10 +11,8 @@ Inode* InodeTable::add_pinned(std::unique_ptr<Inode> node, Inode* parent, std::s
   Inode* raw = node.get();
   raw->pinned = true;
   link_locked(raw, parent, name);
-  if (raw->synthetic())
-    pinned_.push_back(std::move(node));
-  else
-    map_.emplace(raw->key(), std::move(node));
+  if (raw->synthetic()) pinned_.push_back(std::move(node));
+  else map_.emplace(raw->key(), std::move(node));
   return raw;
 }
 
@@ -26,8 +24,9 @@ void InodeTable::link_locked(Inode* node, Inode* parent, std::string_view name) 
   auto& links = node->links_;
   for (size_t i = 0; i < links.size(); ++i) {
     if (links[i].parent == parent && links[i].name == name) {
-      if (i != 0) std::rotate(links.begin(), links.begin() + static_cast<long>(i),
-                              links.begin() + static_cast<long>(i) + 1);
+      if (i != 0)
+        std::rotate(links.begin(), links.begin() + static_cast<long>(i),
+                    links.begin() + static_cast<long>(i) + 1);
       return;
     }
   }
@@ -97,10 +96,8 @@ void InodeTable::maybe_erase_locked(Inode* node, std::vector<uint64_t>& erased) 
       todo.push_back(l.parent);
     }
     erased.push_back(n->serial());
-    if (n->detached_)
-      detached_.erase(n);  // destroys n
-    else
-      map_.erase(n->key());  // destroys n
+    if (n->detached_) detached_.erase(n);  // destroys n
+    else map_.erase(n->key());             // destroys n
   }
 }
 
@@ -119,7 +116,7 @@ void InodeTable::relink(const InodeKey& key, Inode* from, std::string_view name,
   auto it = map_.find(key);
   if (it == map_.end() || it->second->pinned) return;
   Inode* node = it->second.get();
-  link_locked(node, to, newname);  // now at the front
+  link_locked(node, to, newname);                                 // now at the front
   node->access_gen.store(UINT64_MAX, std::memory_order_release);  // its path changed
   auto& links = node->links_;
   for (size_t i = 1; i < links.size(); ++i) {

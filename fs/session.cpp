@@ -25,7 +25,8 @@ void prepare_mountpoint(const std::string& path) {
     if (e == ENOTCONN || e == ECONNABORTED) {
       // A daemon died without unmounting: detach the dead mount.
       if (::umount2(path.c_str(), MNT_DETACH) != 0)
-        throw std::runtime_error("cannot clear the stale mount at " + path + ": " + std::strerror(errno));
+        throw std::runtime_error("cannot clear the stale mount at " + path + ": " +
+                                 std::strerror(errno));
       spdlog::warn("cleared a stale mount at {}", path);
     } else if (e == ENOENT) {
       std::error_code ec;
@@ -60,7 +61,8 @@ Session::~Session() {
 }
 
 void Session::mount() {
-  auto* ctx = new FsContext{&view_, opts_.entry_timeout, opts_.attr_timeout, opts_.negative_timeout};
+  auto* ctx =
+      new FsContext{&view_, opts_.entry_timeout, opts_.attr_timeout, opts_.negative_timeout};
   ctx_ = ctx;
   std::string o = "-oallow_other,default_permissions,fsname=" + fsname_ + ",subtype=scopefs";
   std::vector<std::string> argv_s = {"scopefs", o};

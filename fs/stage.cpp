@@ -22,7 +22,8 @@ void put_be(std::string& out, uint64_t v, int bytes) {
 
 uint64_t get_be(std::string_view in, size_t at, int bytes) {
   uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<unsigned char>(in[at + static_cast<size_t>(i)]);
+  for (int i = 0; i < bytes; ++i)
+    v = (v << 8) | static_cast<unsigned char>(in[at + static_cast<size_t>(i)]);
   return v;
 }
 
@@ -196,10 +197,8 @@ void StageLayer::set_obj(const ObjId& id, std::optional<StageObj> o, StageLog& l
   if (log.seen.insert(key).second) log.undo.emplace_back(key, value_of(key));
   log.touched.insert(key);
   active_.store(true, std::memory_order_release);
-  if (o)
-    objs_[id] = *o;
-  else
-    objs_.erase(id);
+  if (o) objs_[id] = *o;
+  else objs_.erase(id);
 }
 
 uint64_t StageLayer::new_upper() { return next_upper_++; }

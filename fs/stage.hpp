@@ -65,7 +65,7 @@ struct StageObj {
   int64_t nlink = -1;   // the view's link count; -1: the object's own
   bool opaque = false;  // directories: the lower directory's names are hidden
   uint32_t type = 0;
-  std::string handle;   // lower objects: encoded file handle (reopen after remount)
+  std::string handle;  // lower objects: encoded file handle (reopen after remount)
   bool operator==(const StageObj&) const = default;
 };
 

@@ -31,8 +31,8 @@ void View::open() {
   // Synthetic root unless a bind sits at "".
   auto make_synth = [&](Inode* parent, std::string name, std::string path) {
     size_t idx = synth_.size();
-    auto node = std::make_unique<Inode>(InodeKey{0, kSyntheticInoBase | idx}, S_IFDIR, -1,
-                                        next_serial_++);
+    auto node =
+        std::make_unique<Inode>(InodeKey{0, kSyntheticInoBase | idx}, S_IFDIR, -1, next_serial_++);
     node->synthetic_index = idx;
     Inode* raw = table_.add_pinned(std::move(node), parent, std::move(name));
     SyntheticDir sd;
@@ -234,7 +234,8 @@ Result<FdRef> View::reopen(Inode* node) {
 }
 
 bool View::upper_backed(const Inode* node) const {
-  return node->key().dev == kUpperDev || (node->upper.load(std::memory_order_acquire) && !node->is_dir());
+  return node->key().dev == kUpperDev ||
+         (node->upper.load(std::memory_order_acquire) && !node->is_dir());
 }
 
 Result<FdRef> View::path_fd(Inode* node) {
@@ -281,7 +282,8 @@ struct stat View::synthetic_attr(const Inode* node) const {
 
 Result<FdRef> View::open_upper_path(Inode* node) {
   uint64_t n = node->key().dev == kUpperDev ? node->key().ino : node->upper.load();
-  auto u = sys::open_at(stage_->obj_dirfd(), StageLayer::upper_name(n).c_str(), O_PATH | O_NOFOLLOW);
+  auto u =
+      sys::open_at(stage_->obj_dirfd(), StageLayer::upper_name(n).c_str(), O_PATH | O_NOFOLLOW);
   if (!u) return Errno{u.error()};
   return FdRef(std::make_shared<const sys::UniqueFd>(std::move(u).value()));
 }
@@ -289,7 +291,8 @@ Result<FdRef> View::open_upper_path(Inode* node) {
 Result<FdRef> View::attr_fd(Inode* node) {
   uint64_t n = node->upper.load(std::memory_order_acquire);
   if (n && node->is_dir() && node->key().dev != kUpperDev) {
-    auto u = sys::open_at(stage_->obj_dirfd(), StageLayer::upper_name(n).c_str(), O_PATH | O_NOFOLLOW);
+    auto u =
+        sys::open_at(stage_->obj_dirfd(), StageLayer::upper_name(n).c_str(), O_PATH | O_NOFOLLOW);
     if (!u) return Errno{u.error()};
     return FdRef(std::make_shared<const sys::UniqueFd>(std::move(u).value()));
   }
@@ -324,8 +327,7 @@ Result<std::string> View::readlink(Inode* node) {
 // Lookup
 
 Result<Entry> View::lookup(Inode* parent, std::string_view name) {
-  if (name.empty() || is_dot(name) || name.find('/') != std::string_view::npos ||
-      name.size() > 255)
+  if (name.empty() || is_dot(name) || name.find('/') != std::string_view::npos || name.size() > 255)
     return Errno{name.size() > 255 ? ENAMETOOLONG : ENOENT};
   if (parent->synthetic()) {
     const SyntheticDir& sd = synth_[parent->synthetic_index];
@@ -357,8 +359,7 @@ Result<Entry> View::lookup(Inode* parent, std::string_view name) {
   return lookup_real(parent, name, level);
 }
 
-Result<Entry> View::lookup_real(Inode* parent, std::string_view name,
-                                std::optional<Access> level) {
+Result<Entry> View::lookup_real(Inode* parent, std::string_view name, std::optional<Access> level) {
   uint64_t gen = policy_gen_.load(std::memory_order_acquire);
   auto pfd = path_fd(parent);
   if (!pfd) return Errno{pfd.error()};

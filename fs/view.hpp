@@ -30,10 +30,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <unordered_set>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "config/config.hpp"
@@ -147,8 +147,7 @@ class View {
   Result<Entry> mkdir(Inode* parent, std::string_view name, mode_t mode, const Caller& caller);
   Result<Entry> symlink(std::string_view target, Inode* parent, std::string_view name,
                         const Caller& caller);
-  Result<Entry> link(Inode* node, Inode* newparent, std::string_view newname,
-                     const Caller& caller);
+  Result<Entry> link(Inode* node, Inode* newparent, std::string_view newname, const Caller& caller);
   Result<void> unlink(Inode* parent, std::string_view name, const Caller& caller);
   Result<void> rmdir(Inode* parent, std::string_view name, const Caller& caller);
   Result<void> rename(Inode* parent, std::string_view name, Inode* newparent,
@@ -160,8 +159,7 @@ class View {
   Result<std::pair<Entry, std::unique_ptr<OpenFile>>> create(Inode* parent, std::string_view name,
                                                              mode_t mode, int flags,
                                                              const Caller& caller);
-  Result<size_t> write(OpenFile& fh, const char* buf, size_t size, off_t off,
-                       const Caller& caller);
+  Result<size_t> write(OpenFile& fh, const char* buf, size_t size, off_t off, const Caller& caller);
   void release(std::unique_ptr<OpenFile> fh);
   // Handles handed to the kernel are tracked (from just before the reply
   // until release) so that those still open when the session ends — the
@@ -264,11 +262,11 @@ class View {
   Result<Entry> stage_lookup(Inode* parent, std::string_view name, const StageEntry& e,
                              Access level);
   void stage_fix(Inode* node, struct stat& st);
-  Result<void> copy_up(Inode* node, StageLog& log);           // holds mu
-  void bump_nlink(Inode* node, int delta, StageLog& log);      // holds mu
-  void keep_handle(Inode* node, StageLog& log);                // holds mu
+  Result<void> copy_up(Inode* node, StageLog& log);                    // holds mu
+  void bump_nlink(Inode* node, int delta, StageLog& log);              // holds mu
+  void keep_handle(Inode* node, StageLog& log);                        // holds mu
   void remove_name(Inode* dir, std::string_view name, StageLog& log);  // holds mu
-  void stage_commit(Change& c, StageLog& log, int err);        // holds mu
+  void stage_commit(Change& c, StageLog& log, int err);                // holds mu
   Result<std::vector<DirHandle::Item>> list_merged(Inode* dir);
   Result<Entry> stage_make(Inode* parent, std::string_view name, mode_t mode, dev_t rdev,
                            const std::string* target, int open_flags, const Caller& caller,

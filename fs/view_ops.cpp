@@ -3,9 +3,9 @@
 // Shape of every mutation: build a Change → permit_* (policy) → resolve the
 // fds → gate begin (intent, before-image) → the syscall relative to
 // directory fds → finish_change (outcome). Writes through a handle form one
-// session: begin at the first mutation, end at release or fsync (the after-state taken at each close).
-// Create-type syscalls run under the caller's fsuid/fsgid (as_caller) so new
-// objects belong to the caller, as on a native filesystem.
+// session: begin at the first mutation, end at release or fsync (the after-state taken at each
+// close). Create-type syscalls run under the caller's fsuid/fsgid (as_caller) so new objects belong
+// to the caller, as on a native filesystem.
 #include <dirent.h>
 #include <linux/fs.h>
 #include <spdlog/spdlog.h>
@@ -55,7 +55,8 @@ auto View::as_caller(const Caller& caller, F f) -> decltype(f()) {
 Result<Entry> View::mknod(Inode* parent, std::string_view name, mode_t mode, dev_t rdev,
                           const Caller& caller) {
   if (!valid_name(name)) return Errno{EINVAL};
-  Change c{S_ISDIR(mode) ? OpKind::Mkdir : OpKind::Mknod, {}, {}, caller, static_cast<unsigned>(mode)};
+  Change c{
+      S_ISDIR(mode) ? OpKind::Mkdir : OpKind::Mknod, {}, {}, caller, static_cast<unsigned>(mode)};
   if (auto r = permit_child(c, parent, name); !r) return Errno{r.error()};
   if (is_held(child_access(parent, c.path), c.op, parent, name, nullptr))
     return stage_make(parent, name, mode, rdev, nullptr, 0, caller, c, nullptr);
@@ -73,8 +74,7 @@ Result<Entry> View::mknod(Inode* parent, std::string_view name, mode_t mode, dev
   return lookup_real(parent, name);
 }
 
-Result<Entry> View::mkdir(Inode* parent, std::string_view name, mode_t mode,
-                          const Caller& caller) {
+Result<Entry> View::mkdir(Inode* parent, std::string_view name, mode_t mode, const Caller& caller) {
   return mknod(parent, name, S_IFDIR | (mode & 07777), 0, caller);
 }
 
@@ -111,7 +111,8 @@ Result<Entry> View::link(Inode* node, Inode* newparent, std::string_view newname
   Access worst = config::most_restrictive(access_of(node), child_access(newparent, c.path2));
   if (auto r = permit(c, worst); !r) return Errno{r.error()};
   if (node->bind() != newparent->bind()) return Errno{EXDEV};
-  if (is_held(worst, c.op, newparent, newname, node)) return stage_link(node, newparent, newname, c);
+  if (is_held(worst, c.op, newparent, newname, node))
+    return stage_link(node, newparent, newname, c);
   auto fd = path_fd(node);
   if (!fd) return Errno{fd.error()};
   auto npfd = path_fd(newparent);
@@ -195,11 +196,12 @@ Result<void> View::rename(Inode* parent, std::string_view name, Inode* newparent
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return Errno{EINVAL};
   Change c{OpKind::Rename, child_path(parent, name), child_path(newparent, newname), caller, flags};
   if (parent->synthetic() || newparent->synthetic()) return deny(c, EROFS);
-  Access worst = config::most_restrictive(child_access(parent, c.path),
-                                          child_access(newparent, c.path2));
+  Access worst =
+      config::most_restrictive(child_access(parent, c.path), child_access(newparent, c.path2));
   if (auto r = permit(c, worst); !r) return r;
   if (parent->bind() != newparent->bind()) return Errno{EXDEV};
-  if (is_held(worst, c.op, parent, name, nullptr) || is_held(worst, c.op, newparent, newname, nullptr))
+  if (is_held(worst, c.op, parent, name, nullptr) ||
+      is_held(worst, c.op, newparent, newname, nullptr))
     return stage_rename(parent, name, newparent, newname, flags, c);
 
   auto pfd = path_fd(parent);
@@ -267,10 +269,10 @@ Result<void> View::rename(Inode* parent, std::string_view name, Inode* newparent
 Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const OpenFile* fh,
                                   const Caller& caller) {
   using R = SetattrRequest;
-  OpKind op = (req.to_set & R::kSize)                 ? OpKind::Truncate
-              : (req.to_set & R::kMode)               ? OpKind::Chmod
+  OpKind op = (req.to_set & R::kSize)                          ? OpKind::Truncate
+              : (req.to_set & R::kMode)                        ? OpKind::Chmod
               : (req.to_set & (R::kUid | R::kGid | R::kCtime)) ? OpKind::Chown
-                                                      : OpKind::Utimens;
+                                                               : OpKind::Utimens;
   Change c{op, {}, {}, caller, static_cast<unsigned>(req.to_set)};
   if (auto r = permit_node(c, node); !r) return Errno{r.error()};
   const bool held = is_held(access_of(node), op, nullptr, {}, node);
@@ -300,7 +302,8 @@ Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const 
   c.open_for_write = node->open_writers.load() > 0;
   if (auto b = gate_.begin(c); !b) {
     if (held) {
-      for (auto it = log.undo.rbegin(); it != log.undo.rend(); ++it) stage_->apply_raw(it->first, it->second);
+      for (auto it = log.undo.rbegin(); it != log.undo.rend(); ++it)
+        stage_->apply_raw(it->first, it->second);
     }
     return Errno{b.error()};
   }
@@ -467,9 +470,8 @@ Result<std::unique_ptr<OpenFile>> View::open(Inode* node, int flags, const Calle
 }
 
 Result<std::pair<Entry, std::unique_ptr<OpenFile>>> View::create(Inode* parent,
-                                                                 std::string_view name,
-                                                                 mode_t mode, int flags,
-                                                                 const Caller& caller) {
+                                                                 std::string_view name, mode_t mode,
+                                                                 int flags, const Caller& caller) {
   if (!valid_name(name)) return Errno{EINVAL};
   Change c{OpKind::Create, {}, {}, caller, static_cast<unsigned>(flags)};
   if (auto r = permit_child(c, parent, name); !r) return Errno{r.error()};
@@ -525,7 +527,8 @@ Result<std::pair<Entry, std::unique_ptr<OpenFile>>> View::create(Inode* parent,
   c.obj = ObjRef{(*pfd)->get(), n};
   if (auto b = gate_.begin(c); !b) return Errno{b.error()};
   int oflags = (flags & ~O_NOCTTY) | O_CREAT | O_EXCL | O_NOFOLLOW;
-  auto fd = as_caller(caller, [&] { return sys::open_at((*pfd)->get(), n.c_str(), oflags, mode & 07777); });
+  auto fd = as_caller(caller,
+                      [&] { return sys::open_at((*pfd)->get(), n.c_str(), oflags, mode & 07777); });
   if (!fd) {
     finish_change(c, fd.error());
     if (fd.error() == EEXIST && !(flags & O_EXCL)) return open_existing();  // made meanwhile
@@ -566,10 +569,8 @@ Result<size_t> View::write(OpenFile& fh, const char* buf, size_t size, off_t off
   if (n) {
     // Another handle may write the same file: this session's stream would
     // miss those writes, so it rehashes at its end.
-    if (fh.node->open_writers.load(std::memory_order_relaxed) > 1)
-      gate_.reshaped(*fh.session);
-    else
-      gate_.wrote(*fh.session, buf, *n, off);
+    if (fh.node->open_writers.load(std::memory_order_relaxed) > 1) gate_.reshaped(*fh.session);
+    else gate_.wrote(*fh.session, buf, *n, off);
   }
   return n;
 }
@@ -664,8 +665,8 @@ Result<std::unique_ptr<DirHandle>> View::opendir(Inode* node) {
   if (stage_ && (node->key().dev == kUpperDev || stage_->active())) {
     std::lock_guard lk(stage_->mu());
     const StageObj* o = stage_->obj(obj_id(node));
-    dh->merged = node->key().dev == kUpperDev || stage_->has_entries(obj_id(node)) ||
-                 (o && o->opaque);
+    dh->merged =
+        node->key().dev == kUpperDev || stage_->has_entries(obj_id(node)) || (o && o->opaque);
     if (dh->merged) return dh;
   }
   auto p = path_fd(node);
@@ -833,7 +834,8 @@ Result<void> View::setxattr(Inode* node, const char* name, const void* value, si
   if (auto r = permit_node(c, node); !r) return r;
   if (is_held(access_of(node), c.op, nullptr, {}, node)) {
     c.xattr_value = std::string(static_cast<const char*>(value), size);
-    return stage_xattr(node, c, false, [&](int fd) { return sys::setxattr_fd(fd, name, value, size, flags); });
+    return stage_xattr(node, c, false,
+                       [&](int fd) { return sys::setxattr_fd(fd, name, value, size, flags); });
   }
   auto p = path_fd(node);
   if (!p) return Errno{p.error()};
@@ -857,8 +859,8 @@ Result<void> View::removexattr(Inode* node, const char* name, const Caller& call
   c.obj = ObjRef{(*p)->get(), ""};
   c.xattr_before = xattr_value_of((*p)->get(), name);  // for rollback
   if (auto b = gate_.begin(c); !b) return b;
-  Result<void> r = node->is_symlink() ? Result<void>(Errno{EPERM})
-                                      : sys::removexattr_fd((*p)->get(), name);
+  Result<void> r =
+      node->is_symlink() ? Result<void>(Errno{EPERM}) : sys::removexattr_fd((*p)->get(), name);
   finish_change(c, r.error());
   return r;
 }

@@ -19,7 +19,8 @@ namespace {
 
 std::string encode_handle(const sys::FileHandle& h) {
   std::string v;
-  for (int i = 3; i >= 0; --i) v.push_back(static_cast<char>((static_cast<uint32_t>(h.type) >> (8 * i)) & 0xff));
+  for (int i = 3; i >= 0; --i)
+    v.push_back(static_cast<char>((static_cast<uint32_t>(h.type) >> (8 * i)) & 0xff));
   v += h.bytes;
   return v;
 }
@@ -143,7 +144,8 @@ Result<Entry> View::stage_lookup(Inode* parent, std::string_view name, const Sta
       auto st = sys::stat_fd(fd->get());
       if (!st) return Errno{st.error()};
       if (st->st_ino != e.target.ino) return Errno{ESTALE};
-      auto fresh = std::make_unique<Inode>(key, st->st_mode & S_IFMT, static_cast<int>(b), next_serial_++);
+      auto fresh =
+          std::make_unique<Inode>(key, st->st_mode & S_IFMT, static_cast<int>(b), next_serial_++);
       fresh->handle = h;
       fresh->has_handle = true;
       uint64_t serial = fresh->serial();
@@ -219,11 +221,13 @@ Result<void> View::copy_up(Inode* node, StageLog& log) {
     auto t = sys::readlink_at((*src)->get(), "");
     if (!t) return Errno{t.error()};
     r = sys::symlink_at(t->c_str(), od, un.c_str());
-    if (r && ::fchownat(od, un.c_str(), st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) != 0) r = Errno{errno};
+    if (r && ::fchownat(od, un.c_str(), st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) != 0)
+      r = Errno{errno};
     if (r) r = sys::utimens_at(od, un.c_str(), times, AT_SYMLINK_NOFOLLOW);
   } else {
     r = sys::mknod_at(od, un.c_str(), st->st_mode, st->st_rdev);
-    if (r && ::fchownat(od, un.c_str(), st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) != 0) r = Errno{errno};
+    if (r && ::fchownat(od, un.c_str(), st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) != 0)
+      r = Errno{errno};
     if (r && ::fchmodat(od, un.c_str(), st->st_mode & 07777, 0) != 0) r = Errno{errno};
     if (r) r = sys::utimens_at(od, un.c_str(), times, AT_SYMLINK_NOFOLLOW);
   }
@@ -278,10 +282,8 @@ void View::remove_name(Inode* dir, std::string_view name, StageLog& log) {
   // such name now: an approval may put the name there later, and the
   // overlay must still say it is gone.
   std::string n(name);
-  if (lower_visible(dir))
-    stage_->set_entry(obj_id(dir), n, StageEntry{true, {}, 0}, log);
-  else
-    stage_->set_entry(obj_id(dir), n, std::nullopt, log);
+  if (lower_visible(dir)) stage_->set_entry(obj_id(dir), n, StageEntry{true, {}, 0}, log);
+  else stage_->set_entry(obj_id(dir), n, std::nullopt, log);
 }
 
 // Caller holds stage_->mu().
@@ -289,7 +291,8 @@ void View::stage_commit(Change& c, StageLog& log, int err) {
   if (err == 0) stage_->claim_pending(log);
   if (err != 0) {
     // Put the overlay back as it was.
-    for (auto it = log.undo.rbegin(); it != log.undo.rend(); ++it) stage_->apply_raw(it->first, it->second);
+    for (auto it = log.undo.rbegin(); it != log.undo.rend(); ++it)
+      stage_->apply_raw(it->first, it->second);
   } else {
     c.stage_undo = log.undo;
     c.stage_touch.assign(log.touched.begin(), log.touched.end());
@@ -322,9 +325,8 @@ Result<std::vector<DirHandle::Item>> View::list_merged(Inode* dir) {
   if (ents) {
     for (const auto& [name, e] : *ents) {
       if (e.whiteout) continue;
-      uint64_t ino = e.target.upper()
-                         ? report_ino(kUpperDev, e.target.ino)
-                         : report_ino(binds_[e.target.bind1 - 1].dev, e.target.ino);
+      uint64_t ino = e.target.upper() ? report_ino(kUpperDev, e.target.ino)
+                                      : report_ino(binds_[e.target.bind1 - 1].dev, e.target.ino);
       items.push_back({name, dt_of(e.type), ino});
     }
   }
@@ -390,7 +392,7 @@ Result<Entry> View::stage_make(Inode* parent, std::string_view name, mode_t mode
   if (out) {
     auto of = std::make_unique<OpenFile>();
     // Reopen with the caller's flags (the create made it O_RDWR).
-    int oflags = (open_flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) ;
+    int oflags = (open_flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY));
     auto f = open_upper(n, oflags);
     if (!f) {
       forget(e->node, 1);
@@ -492,10 +494,12 @@ Result<void> View::stage_rename(Inode* parent, std::string_view name, Inode* new
   if (auto b = gate_.begin(c); !b) return b;
   StageLog log;
   keep_handle(s, log);
-  stage_->set_entry(obj_id(newparent), std::string(newname), StageEntry{false, obj_id(s), s->type()}, log);
+  stage_->set_entry(obj_id(newparent), std::string(newname),
+                    StageEntry{false, obj_id(s), s->type()}, log);
   if (flags & RENAME_EXCHANGE) {
     keep_handle(d, log);
-    stage_->set_entry(obj_id(parent), std::string(name), StageEntry{false, obj_id(d), d->type()}, log);
+    stage_->set_entry(obj_id(parent), std::string(name), StageEntry{false, obj_id(d), d->type()},
+                      log);
     if (parent != newparent) {
       if (s->is_dir()) bump_nlink(parent, -1, log), bump_nlink(newparent, +1, log);
       if (d->is_dir()) bump_nlink(newparent, -1, log), bump_nlink(parent, +1, log);
@@ -549,7 +553,8 @@ Result<Entry> View::stage_link(Inode* node, Inode* newparent, std::string_view n
   if (auto b = gate_.begin(c); !b) return Errno{b.error()};
   StageLog log;
   keep_handle(node, log);
-  stage_->set_entry(obj_id(newparent), std::string(newname), StageEntry{false, obj_id(node), node->type()}, log);
+  stage_->set_entry(obj_id(newparent), std::string(newname),
+                    StageEntry{false, obj_id(node), node->type()}, log);
   bump_nlink(node, +1, log);
   stage_->touch(obj_id(node), log);
   stage_commit(c, log, 0);
@@ -563,7 +568,8 @@ bool View::obj_busy(const ObjId& id) {
     key = InodeKey{binds_[id.bind1 - 1].dev, id.ino};
   }
   bool busy = false;
-  table_.with(key, [&](Inode& n) { busy = n.open_handles.load() > 0 || n.open_writers.load() > 0; });
+  table_.with(key,
+              [&](Inode& n) { busy = n.open_handles.load() > 0 || n.open_writers.load() > 0; });
   return busy;
 }
 
@@ -625,7 +631,9 @@ void View::stage_changed(const std::vector<ObjId>& objs,
       fds_.erase(serial);
       inval_nodes.push_back(nodeid);
       for (auto& [parent, name] : table_.names_of(*key))
-        if (parent) inval_names_pre.emplace_back(parent == root_ ? 1 : reinterpret_cast<uint64_t>(parent), name);
+        if (parent)
+          inval_names_pre.emplace_back(parent == root_ ? 1 : reinterpret_cast<uint64_t>(parent),
+                                       name);
     }
   }
   std::vector<std::pair<uint64_t, std::string>> inval_names = std::move(inval_names_pre);
@@ -633,7 +641,8 @@ void View::stage_changed(const std::vector<ObjId>& objs,
     auto key = key_of(dir);
     if (!key) continue;
     uint64_t nodeid = 0;
-    if (table_.with(*key, [&](Inode& n) { nodeid = &n == root_ ? 1 : reinterpret_cast<uint64_t>(&n); }))
+    if (table_.with(*key,
+                    [&](Inode& n) { nodeid = &n == root_ ? 1 : reinterpret_cast<uint64_t>(&n); }))
       inval_names.emplace_back(nodeid, name);
   }
   // Bind roots are keyed like any lower object; the root of the view may be synthetic.

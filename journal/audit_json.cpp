@@ -64,13 +64,10 @@ const char* ecs_outcome(RecordState s) {
     case RecordState::Applied:
     case RecordState::Approved:
     case RecordState::RolledBack:
-    case RecordState::Rejected:
-      return "success";
+    case RecordState::Rejected: return "success";
     case RecordState::Failed:
-    case RecordState::Denied:
-      return "failure";
-    default:
-      return "unknown";
+    case RecordState::Denied: return "failure";
+    default: return "unknown";
   }
 }
 
@@ -153,7 +150,8 @@ std::string audit_json(const Record& r, const ChainEvent& chain, const std::stri
   }
   if (!r.caller.exe.empty()) process["executable"] = r.caller.exe;
   j["process"] = std::move(process);
-  j["user"] = {{"id", std::to_string(r.caller.uid)}, {"group", {{"id", std::to_string(r.caller.gid)}}}};
+  j["user"] = {{"id", std::to_string(r.caller.uid)},
+               {"group", {{"id", std::to_string(r.caller.gid)}}}};
   if (r.err) {
     const char* name = strerrorname_np(r.err);
     j["error"] = {{"code", name ? name : std::to_string(r.err)}, {"message", std::strerror(r.err)}};
@@ -164,7 +162,8 @@ std::string audit_json(const Record& r, const ChainEvent& chain, const std::stri
              {"seq", r.seq},
              {"state", std::string(state_name(r.state))},
              {"op", r.op},
-             {"chain", {{"event", chain.eseq}, {"hash", to_hex(chain.hash)}, {"prev", to_hex(chain.prev)}}}};
+             {"chain",
+              {{"event", chain.eseq}, {"hash", to_hex(chain.hash)}, {"prev", to_hex(chain.prev)}}}};
   if (!r.path.empty()) sc["path"] = view_path;
   if (!r.path2.empty()) sc["path2"] = r.op == "rename" || r.op == "link" ? "/" + r.path2 : r.path2;
   if (r.flags) sc["flags"] = r.flags;
@@ -176,9 +175,12 @@ std::string audit_json(const Record& r, const ChainEvent& chain, const std::stri
   if (r.expired) sc["expired"] = true;
   j["scopefs"] = std::move(sc);
   j["labels"] = {{"scopefs_task", r.task}, {"scopefs_run", r.run}};
-  std::string msg = r.op + (view_path.empty() ? "" : " " + view_path) + " " + std::string(state_name(r.state));
-  if (r.err) msg += std::string(" (") + (strerrorname_np(r.err) ? strerrorname_np(r.err) : "?") + ")";
-  msg += " by " + r.caller.comm + "[" + std::to_string(r.caller.pid) + "] uid " + std::to_string(r.caller.uid);
+  std::string msg =
+      r.op + (view_path.empty() ? "" : " " + view_path) + " " + std::string(state_name(r.state));
+  if (r.err)
+    msg += std::string(" (") + (strerrorname_np(r.err) ? strerrorname_np(r.err) : "?") + ")";
+  msg += " by " + r.caller.comm + "[" + std::to_string(r.caller.pid) + "] uid " +
+         std::to_string(r.caller.uid);
   j["message"] = msg;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }

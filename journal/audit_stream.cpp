@@ -40,7 +40,8 @@ int severity(const Record& r) {
 
 class FileSink final : public AuditSink {
  public:
-  FileSink(std::string path, std::string policy) : path_(std::move(path)), policy_(std::move(policy)) {}
+  FileSink(std::string path, std::string policy)
+      : path_(std::move(path)), policy_(std::move(policy)) {}
   std::string name() const override { return "file:" + path_; }
 
   Result<void> deliver(const std::vector<StreamLine>& lines) override {
@@ -92,9 +93,10 @@ class SyslogSink final : public AuditSink {
  public:
   SyslogSink(std::string target, const std::string& facility) : target_(std::move(target)) {
     static const std::pair<const char*, int> kFacilities[] = {
-        {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV}, {"daemon", LOG_DAEMON}, {"user", LOG_USER},
-        {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1},     {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3},
-        {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},     {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7}};
+        {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV}, {"daemon", LOG_DAEMON},
+        {"user", LOG_USER},     {"local0", LOG_LOCAL0},     {"local1", LOG_LOCAL1},
+        {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3},     {"local4", LOG_LOCAL4},
+        {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6},     {"local7", LOG_LOCAL7}};
     for (const auto& [n, v] : kFacilities)
       if (facility == n) facility_ = v;
     host_ = local_host_name();
@@ -130,7 +132,8 @@ class SyslogSink final : public AuditSink {
     char ts[64];
     char date[32];
     std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::snprintf(ts, sizeof ts, "%s.%06lldZ", date, static_cast<long long>((r.time_ns / 1000) % 1000000));
+    std::snprintf(ts, sizeof ts, "%s.%06lldZ", date,
+                  static_cast<long long>((r.time_ns / 1000) % 1000000));
     auto sd_escape = [](const std::string& v) {
       std::string o;
       for (char c : v) {
@@ -141,9 +144,10 @@ class SyslogSink final : public AuditSink {
     };
     std::string out = "<" + std::to_string(pri) + ">1 " + ts + " " + (host_.empty() ? "-" : host_) +
                       " scopefs " + std::to_string(::getpid()) + " " + (r.op.empty() ? "-" : r.op) +
-                      " [scopefs@32473 task=\"" + sd_escape(r.task) + "\" run=\"" + sd_escape(r.run) +
-                      "\" seq=\"" + std::to_string(r.seq) + "\" event=\"" + std::to_string(l.eseq) +
-                      "\" state=\"" + std::string(state_name(r.state)) + "\"] ";
+                      " [scopefs@32473 task=\"" + sd_escape(r.task) + "\" run=\"" +
+                      sd_escape(r.run) + "\" seq=\"" + std::to_string(r.seq) + "\" event=\"" +
+                      std::to_string(l.eseq) + "\" state=\"" + std::string(state_name(r.state)) +
+                      "\"] ";
     out += l.json;
     return out;
   }
@@ -157,7 +161,8 @@ class SyslogSink final : public AuditSink {
       struct addrinfo hints {};
       hints.ai_socktype = SOCK_DGRAM;
       struct addrinfo* res = nullptr;
-      if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || !res) return Errno{EHOSTUNREACH};
+      if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || !res)
+        return Errno{EHOSTUNREACH};
       int fd = ::socket(res->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
       int err = errno;
       if (fd >= 0 && ::connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
@@ -197,20 +202,21 @@ class JournaldSink final : public AuditSink {
   Result<void> deliver(const std::vector<StreamLine>& lines) override {
     for (const auto& l : lines) {
       const Record& r = l.rec;
-      std::vector<std::string> fields = {
-          "MESSAGE=scopefs " + r.op + (r.path.empty() ? "" : " /" + r.path) + " " + std::string(state_name(r.state)),
-          "PRIORITY=" + std::to_string(severity(r)),
-          "SYSLOG_IDENTIFIER=scopefs",
-          "SCOPEFS_TASK=" + r.task,
-          "SCOPEFS_RUN=" + r.run,
-          "SCOPEFS_SEQ=" + std::to_string(r.seq),
-          "SCOPEFS_EVENT=" + std::to_string(l.eseq),
-          "SCOPEFS_OP=" + r.op,
-          "SCOPEFS_STATE=" + std::string(state_name(r.state)),
-          "SCOPEFS_PATH=/" + r.path,
-          "SCOPEFS_CALLER_PID=" + std::to_string(r.caller.pid),
-          "SCOPEFS_CALLER_UID=" + std::to_string(r.caller.uid),
-          "SCOPEFS_JSON=" + l.json};
+      std::vector<std::string> fields = {"MESSAGE=scopefs " + r.op +
+                                             (r.path.empty() ? "" : " /" + r.path) + " " +
+                                             std::string(state_name(r.state)),
+                                         "PRIORITY=" + std::to_string(severity(r)),
+                                         "SYSLOG_IDENTIFIER=scopefs",
+                                         "SCOPEFS_TASK=" + r.task,
+                                         "SCOPEFS_RUN=" + r.run,
+                                         "SCOPEFS_SEQ=" + std::to_string(r.seq),
+                                         "SCOPEFS_EVENT=" + std::to_string(l.eseq),
+                                         "SCOPEFS_OP=" + r.op,
+                                         "SCOPEFS_STATE=" + std::string(state_name(r.state)),
+                                         "SCOPEFS_PATH=/" + r.path,
+                                         "SCOPEFS_CALLER_PID=" + std::to_string(r.caller.pid),
+                                         "SCOPEFS_CALLER_UID=" + std::to_string(r.caller.uid),
+                                         "SCOPEFS_JSON=" + l.json};
       std::vector<struct iovec> iov;
       for (auto& f : fields) iov.push_back({f.data(), f.size()});
       int rc = sd_journal_sendv(iov.data(), static_cast<int>(iov.size()));
@@ -222,10 +228,12 @@ class JournaldSink final : public AuditSink {
 
 }  // namespace
 
-std::unique_ptr<AuditSink> make_file_sink(const std::string& path, const std::string& fsync_policy) {
+std::unique_ptr<AuditSink> make_file_sink(const std::string& path,
+                                          const std::string& fsync_policy) {
   return std::make_unique<FileSink>(path, fsync_policy);
 }
-std::unique_ptr<AuditSink> make_syslog_sink(const std::string& target, const std::string& facility) {
+std::unique_ptr<AuditSink> make_syslog_sink(const std::string& target,
+                                            const std::string& facility) {
   return std::make_unique<SyslogSink>(target, facility);
 }
 std::unique_ptr<AuditSink> make_journald_sink() { return std::make_unique<JournaldSink>(); }
@@ -301,20 +309,23 @@ bool AuditStreamer::pump() {
     for (;;) {
       std::vector<StreamLine> lines;
       uint64_t last = cursors_[i];
-      auto r = journal_.kv().scan("a/", event_key(cursors_[i] + 1), [&](std::string_view, std::string_view v) {
-        auto e = decode_event(v);
-        if (!e) return false;  // scopefs verify tells more; never skip silently
-        last = e->eseq;
-        auto rec = decode_record(e->value);
-        if (rec && (include_intents_ || rec->state != RecordState::Intent))
-          lines.push_back({e->eseq, audit_json(*rec, *e, host_), *rec});
-        return lines.size() < kBatch;
-      });
+      auto r =
+          journal_.kv().scan("a/", event_key(cursors_[i] + 1),
+                             [&](std::string_view, std::string_view v) {
+                               auto e = decode_event(v);
+                               if (!e)
+                                 return false;  // scopefs verify tells more; never skip silently
+                               last = e->eseq;
+                               auto rec = decode_record(e->value);
+                               if (rec && (include_intents_ || rec->state != RecordState::Intent))
+                                 lines.push_back({e->eseq, audit_json(*rec, *e, host_), *rec});
+                               return lines.size() < kBatch;
+                             });
       if (!r || last == cursors_[i]) break;
       if (auto d = sinks_[i]->deliver(lines); !d) {
         if (!failing_[i])
-          spdlog::warn("audit: sink {} is failing ({}); retrying, nothing is lost", sinks_[i]->name(),
-                       std::strerror(d.error()));
+          spdlog::warn("audit: sink {} is failing ({}); retrying, nothing is lost",
+                       sinks_[i]->name(), std::strerror(d.error()));
         failing_[i] = true;
         retry_at_ms_[i] = mono_ms() + 1000;
         all_ok = false;
@@ -326,7 +337,8 @@ bool AuditStreamer::pump() {
       KvTxn txn;
       txn.put("m/stream/" + sinks_[i]->name(), std::to_string(last));
       if (auto w = journal_.rewrite_keys(txn); !w)
-        spdlog::warn("audit: cannot save the cursor of sink {}: {}", sinks_[i]->name(), std::strerror(w.error()));
+        spdlog::warn("audit: cannot save the cursor of sink {}: {}", sinks_[i]->name(),
+                     std::strerror(w.error()));
     }
   }
   return all_ok;

@@ -53,7 +53,8 @@ std::vector<std::unique_ptr<AuditSink>> make_sinks(const config::AuditConfig& cf
 
 class AuditStreamer {
  public:
-  AuditStreamer(Journal& journal, std::vector<std::unique_ptr<AuditSink>> sinks, bool include_intents);
+  AuditStreamer(Journal& journal, std::vector<std::unique_ptr<AuditSink>> sinks,
+                bool include_intents);
   ~AuditStreamer();
   AuditStreamer(const AuditStreamer&) = delete;
   AuditStreamer& operator=(const AuditStreamer&) = delete;
@@ -72,9 +73,9 @@ class AuditStreamer {
   std::vector<std::unique_ptr<AuditSink>> sinks_;
   bool include_intents_;
   std::string host_;
-  std::vector<uint64_t> cursors_;       // per sink; touched by the pumping thread only
-  std::vector<int64_t> retry_at_ms_;    // per sink
-  std::vector<bool> failing_;           // per sink
+  std::vector<uint64_t> cursors_;     // per sink; touched by the pumping thread only
+  std::vector<int64_t> retry_at_ms_;  // per sink
+  std::vector<bool> failing_;         // per sink
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_

@@ -50,8 +50,7 @@ Result<void> BlobStore::copy_into(int src, int dst) {
     int e = errno;
     if (e == EOPNOTSUPP || e == ENOTTY || e == EXDEV || e == EINVAL || e == ENOSYS)
       try_clone_.store(false, std::memory_order_relaxed);
-    else
-      return Errno{e};
+    else return Errno{e};
   }
   // Holes stay holes: a sparse file's before-image costs its data only.
   return sys::copy_sparse(src, dst);
@@ -99,15 +98,17 @@ void BlobStore::unlink_if_inode(const Hash128& h, dev_t dev, ino_t ino) {
   if (::lstat(p.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) ::unlink(p.c_str());
 }
 
-void BlobStore::for_each_blob(const std::function<void(const Hash128&, const std::string&)>& fn) const {
+void BlobStore::for_each_blob(
+    const std::function<void(const Hash128&, const std::string&)>& fn) const {
   namespace stdfs = std::filesystem;
   std::error_code ec;
-  for (auto it = stdfs::directory_iterator(dir_, ec); !ec && it != stdfs::directory_iterator(); it.increment(ec)) {
+  for (auto it = stdfs::directory_iterator(dir_, ec); !ec && it != stdfs::directory_iterator();
+       it.increment(ec)) {
     std::string sub = it->path().filename().string();
     std::error_code ec2;
     if (sub.size() != 2 || !it->is_directory(ec2)) continue;
-    for (auto f = stdfs::directory_iterator(it->path(), ec2); !ec2 && f != stdfs::directory_iterator();
-         f.increment(ec2)) {
+    for (auto f = stdfs::directory_iterator(it->path(), ec2);
+         !ec2 && f != stdfs::directory_iterator(); f.increment(ec2)) {
       Hash128 h;
       if (Hash128::parse(sub + f->path().filename().string(), h)) fn(h, f->path().string());
     }
@@ -118,8 +119,8 @@ size_t BlobStore::remove_tmp_links() const {
   namespace stdfs = std::filesystem;
   std::error_code ec;
   size_t n = 0;
-  for (auto f = stdfs::directory_iterator(dir_ + "/tmp", ec); !ec && f != stdfs::directory_iterator();
-       f.increment(ec)) {
+  for (auto f = stdfs::directory_iterator(dir_ + "/tmp", ec);
+       !ec && f != stdfs::directory_iterator(); f.increment(ec)) {
     if (f->path().filename().string().rfind("l.", 0) != 0) continue;
     if (::unlink(f->path().c_str()) == 0) ++n;
   }

@@ -5,11 +5,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
-#include <algorithm>
 #include <unordered_map>
 
 #include "journal/record.hpp"
@@ -89,7 +89,8 @@ std::string encode_event(const ChainEvent& e) {
 }
 
 Result<ChainEvent> decode_event(std::string_view v) {
-  if (v.size() < kEventHeader + 32 || static_cast<uint8_t>(v[0]) != kChainVersion) return Errno{EBADMSG};
+  if (v.size() < kEventHeader + 32 || static_cast<uint8_t>(v[0]) != kChainVersion)
+    return Errno{EBADMSG};
   ChainEvent e;
   e.eseq = get_be64(v, 1);
   e.rseq = get_be64(v, 9);
@@ -117,7 +118,8 @@ std::string encode_checkpoint(const Checkpoint& c) {
 }
 
 Result<Checkpoint> decode_checkpoint(std::string_view v) {
-  if (v.size() != kCheckpointSize || static_cast<uint8_t>(v[0]) != kChainVersion) return Errno{EBADMSG};
+  if (v.size() != kCheckpointSize || static_cast<uint8_t>(v[0]) != kChainVersion)
+    return Errno{EBADMSG};
   Checkpoint c;
   c.eseq = get_be64(v, 1);
   c.time_ns = static_cast<int64_t>(get_be64(v, 9));
@@ -127,7 +129,8 @@ Result<Checkpoint> decode_checkpoint(std::string_view v) {
   return c;
 }
 
-Checkpoint make_checkpoint(uint64_t eseq, int64_t time_ns, const Digest& head, const SigningKey& key) {
+Checkpoint make_checkpoint(uint64_t eseq, int64_t time_ns, const Digest& head,
+                           const SigningKey& key) {
   Checkpoint c;
   c.eseq = eseq;
   c.time_ns = time_ns;
@@ -162,7 +165,9 @@ Chain::Chain(KvStore& kv, std::optional<SigningKey> key, std::string state_dir, 
   if (!last) throw std::runtime_error("cannot read the journal's hash chain");
   if (*last) {
     auto e = decode_event((*last)->second);
-    if (!e) throw std::runtime_error("the newest event of the hash chain cannot be read (scopefs verify)");
+    if (!e)
+      throw std::runtime_error(
+          "the newest event of the hash chain cannot be read (scopefs verify)");
     head_eseq_ = e->eseq;
     head_ = e->hash;
   }
@@ -202,11 +207,14 @@ Chain::Chain(KvStore& kv, std::optional<SigningKey> key, std::string state_dir, 
     }
     return true;
   });
-  if (!r || failed || !flush()) throw std::runtime_error("cannot chain the journal's existing records");
+  if (!r || failed || !flush())
+    throw std::runtime_error("cannot chain the journal's existing records");
   KvTxn m;
-  m.put("m/chain", chained ? "1 (" + std::to_string(chained) + " records chained at upgrade)" : "1");
+  m.put("m/chain",
+        chained ? "1 (" + std::to_string(chained) + " records chained at upgrade)" : "1");
   if (!kv_.submit(m, true)) throw std::runtime_error("cannot write the journal's metadata");
-  if (chained) spdlog::info("journal: {} records from before the hash chain are now chained", chained);
+  if (chained)
+    spdlog::info("journal: {} records from before the hash chain are now chained", chained);
 }
 
 uint64_t Chain::head_eseq() const {
@@ -266,7 +274,8 @@ Result<void> Chain::checkpoint(int64_t now_ns) {
   std::string path = head_file_path(state_dir_), tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Errno{errno};
-  bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
+  bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+            ::fsync(fd) == 0;
   int err = errno;
   ::close(fd);
   if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -300,33 +309,38 @@ VerifyReport verify_journal(KvStore& kv, const VerifyOptions& opts) {
     auto key_eseq = eseq_of_key(k, 'a');
     auto e = decode_event(v);
     if (!key_eseq || !e) {
-      problem(0, key_eseq.value_or(0), "chain event " + std::to_string(key_eseq.value_or(0)) +
-                                           " is unreadable (corrupt)");
+      problem(0, key_eseq.value_or(0),
+              "chain event " + std::to_string(key_eseq.value_or(0)) + " is unreadable (corrupt)");
       return true;
     }
     auto rec = decode_record(e->value);
     std::string who = "record " + std::to_string(e->rseq);
     if (*key_eseq != expect) {
       if (*key_eseq > expect)
-        problem(e->rseq, expect, "chain events " + std::to_string(expect) + ".." +
-                                     std::to_string(*key_eseq - 1) + " are missing (deleted) before " +
-                                     who + "'s event " + std::to_string(*key_eseq));
+        problem(e->rseq, expect,
+                "chain events " + std::to_string(expect) + ".." + std::to_string(*key_eseq - 1) +
+                    " are missing (deleted) before " + who + "'s event " +
+                    std::to_string(*key_eseq));
       else
-        problem(e->rseq, *key_eseq, "chain event " + std::to_string(*key_eseq) + " is out of order");
+        problem(e->rseq, *key_eseq,
+                "chain event " + std::to_string(*key_eseq) + " is out of order");
       broken = true;
     }
     if (e->eseq != *key_eseq) {
-      problem(e->rseq, *key_eseq, "chain event stored at " + std::to_string(*key_eseq) + " is event " +
-                                      std::to_string(e->eseq) + " (" + who + "): events reordered");
+      problem(e->rseq, *key_eseq,
+              "chain event stored at " + std::to_string(*key_eseq) + " is event " +
+                  std::to_string(e->eseq) + " (" + who + "): events reordered");
       broken = true;
     }
     if (event_hash(*e) != e->hash) {
-      problem(e->rseq, *key_eseq, who + ": its chain event " + std::to_string(*key_eseq) +
-                                      " was edited (hash mismatch)");
+      problem(e->rseq, *key_eseq,
+              who + ": its chain event " + std::to_string(*key_eseq) +
+                  " was edited (hash mismatch)");
       broken = true;
     } else if (!broken && e->prev != prev) {
-      problem(e->rseq, *key_eseq, who + ": chain event " + std::to_string(*key_eseq) +
-                                      " does not follow the one before it (inserted, deleted or reordered)");
+      problem(e->rseq, *key_eseq,
+              who + ": chain event " + std::to_string(*key_eseq) +
+                  " does not follow the one before it (inserted, deleted or reordered)");
       broken = true;
     }
     if (!rec || rec->seq != e->rseq)
@@ -359,13 +373,15 @@ VerifyReport verify_journal(KvStore& kv, const VerifyOptions& opts) {
     if (d == it->second.value) return true;
     auto rec = decode_record(v);
     if (rec && rec->seq != *seq) {
-      problem(*seq, it->second.eseq, "record " + std::to_string(*seq) + " holds record " +
-                                          std::to_string(rec->seq) + "'s content (records swapped or moved)");
+      problem(*seq, it->second.eseq,
+              "record " + std::to_string(*seq) + " holds record " + std::to_string(rec->seq) +
+                  "'s content (records swapped or moved)");
       return true;
     }
-    problem(*seq, it->second.eseq, "record " + std::to_string(*seq) +
-                                       " was edited: it differs from its chained value (event " +
-                                       std::to_string(it->second.eseq) + ")");
+    problem(*seq, it->second.eseq,
+            "record " + std::to_string(*seq) +
+                " was edited: it differs from its chained value (event " +
+                std::to_string(it->second.eseq) + ")");
     return true;
   });
   if (!r) {
@@ -377,31 +393,35 @@ VerifyReport verify_journal(KvStore& kv, const VerifyOptions& opts) {
     if (!seen.count(seq)) deleted.push_back(seq);
   std::sort(deleted.begin(), deleted.end());
   for (uint64_t seq : deleted)
-    problem(seq, newest[seq].eseq, "record " + std::to_string(seq) + " was deleted (its chain event " +
-                                       std::to_string(newest[seq].eseq) + " remains)");
+    problem(seq, newest[seq].eseq,
+            "record " + std::to_string(seq) + " was deleted (its chain event " +
+                std::to_string(newest[seq].eseq) + " remains)");
   // Pass 3: checkpoints.
   if (opts.key) rep.key_fingerprint = fingerprint(*opts.key);
   auto check_cp = [&](const Checkpoint& c, const std::string& where) {
     if (opts.key && !checkpoint_signed_by(c, *opts.key)) {
-      problem(0, c.eseq, where + " of event " + std::to_string(c.eseq) +
-                             (c.key == *opts.key ? " has a bad signature (forged or edited)"
-                                                 : " is signed by another key (" + fingerprint(c.key) + ")"));
+      problem(0, c.eseq,
+              where + " of event " + std::to_string(c.eseq) +
+                  (c.key == *opts.key ? " has a bad signature (forged or edited)"
+                                      : " is signed by another key (" + fingerprint(c.key) + ")"));
       return;
     }
     auto it = hash_at.find(c.eseq);
     if (it == hash_at.end()) {
       if (c.eseq > rep.head_eseq)
-        problem(0, rep.head_eseq + 1, "the journal was truncated: " + where + " covers events up to " +
-                                          std::to_string(c.eseq) + " but the chain ends at event " +
-                                          std::to_string(rep.head_eseq) + " (records after " +
-                                          "the newest one left were deleted)");
+        problem(0, rep.head_eseq + 1,
+                "the journal was truncated: " + where + " covers events up to " +
+                    std::to_string(c.eseq) + " but the chain ends at event " +
+                    std::to_string(rep.head_eseq) + " (records after " +
+                    "the newest one left were deleted)");
       else
         problem(0, c.eseq, where + " names event " + std::to_string(c.eseq) + ", which is missing");
       return;
     }
     if (it->second != c.head) {
-      problem(0, c.eseq, where + " does not match chain event " + std::to_string(c.eseq) +
-                             ": the chain was rewritten up to there");
+      problem(0, c.eseq,
+              where + " does not match chain event " + std::to_string(c.eseq) +
+                  ": the chain was rewritten up to there");
       return;
     }
     if (opts.key && c.eseq > rep.anchored_eseq) rep.anchored_eseq = c.eseq;
@@ -418,20 +438,20 @@ VerifyReport verify_journal(KvStore& kv, const VerifyOptions& opts) {
     return true;
   });
   if (!r) problem(0, 0, std::string("the checkpoints cannot be read: ") + std::strerror(r.error()));
-  if (opts.head_file)
-    check_cp(*opts.head_file, "the head file (chain.head)");
+  if (opts.head_file) check_cp(*opts.head_file, "the head file (chain.head)");
   else if (opts.head_file_expected && rep.events > 0)
-    problem(0, 0, "the head file (chain.head) is missing or unreadable: the tail cannot be checked");
+    problem(0, 0,
+            "the head file (chain.head) is missing or unreadable: the tail cannot be checked");
   if (!opts.key && rep.events > 0)
     rep.notes.push_back("no public key: checkpoint signatures not checked");
   if (opts.key && rep.head_eseq > rep.anchored_eseq) {
     std::string what = std::to_string(rep.head_eseq - rep.anchored_eseq) + " newest event(s) (" +
-                       std::to_string(rep.anchored_eseq + 1) + ".." + std::to_string(rep.head_eseq) +
-                       ") are not covered by a signed checkpoint";
+                       std::to_string(rep.anchored_eseq + 1) + ".." +
+                       std::to_string(rep.head_eseq) + ") are not covered by a signed checkpoint";
     if (opts.quiescent)
-      problem(0, rep.anchored_eseq + 1, what + " although no daemon is writing: appended or forged");
-    else
-      rep.notes.push_back(what + " yet (a running daemon signs about once a second)");
+      problem(0, rep.anchored_eseq + 1,
+              what + " although no daemon is writing: appended or forged");
+    else rep.notes.push_back(what + " yet (a running daemon signs about once a second)");
   }
   std::stable_sort(rep.problems.begin(), rep.problems.end(), [](const auto& a, const auto& b) {
     uint64_t ka = a.eseq ? a.eseq : UINT64_MAX, kb = b.eseq ? b.eseq : UINT64_MAX;

@@ -85,7 +85,8 @@ std::string encode_checkpoint(const Checkpoint& c);
 Result<Checkpoint> decode_checkpoint(std::string_view v);
 // The message a checkpoint's signature covers.
 std::string checkpoint_message(const Checkpoint& c);
-Checkpoint make_checkpoint(uint64_t eseq, int64_t time_ns, const Digest& head, const SigningKey& key);
+Checkpoint make_checkpoint(uint64_t eseq, int64_t time_ns, const Digest& head,
+                           const SigningKey& key);
 bool checkpoint_signed_by(const Checkpoint& c, const PublicKey& pk);
 
 // STATE_DIR/chain.head.
@@ -114,7 +115,7 @@ class Chain {
   KvStore& kv_;
   std::optional<SigningKey> key_;
   std::string state_dir_;
-  mutable std::mutex mu_;  // serialises submits and checkpoints
+  mutable std::mutex mu_;      // serialises submits and checkpoints
   uint64_t head_eseq_ = 0;     // guarded by mu_
   Digest head_{};              // guarded by mu_
   uint64_t checkpointed_ = 0;  // guarded by mu_

@@ -19,16 +19,11 @@
 namespace scopefs::journal {
 namespace {
 
-
 std::vector<std::string> paths_of(const Record& r) {
   std::vector<std::string> p{r.path};
   if (r.op == "rename" || r.op == "link") p.push_back(r.path2);
   return p;
 }
-
-
-
-
 
 // The real object's state (content hash for files, target for symlinks).
 
@@ -45,8 +40,6 @@ Result<bool> dir_empty(int dir, const std::string& name) {
       if (e.name != "." && e.name != "..") return false;
   }
 }
-
-
 
 }  // namespace
 
@@ -130,7 +123,8 @@ bool Decider::approved_here(const std::string& path, const Hash128& h) {
   (void)j_.kv().scan(prefix, "", [&](std::string_view k, std::string_view) {
     if (k.size() != prefix.size() + 8) return true;
     uint64_t seq = 0;
-    for (size_t i = prefix.size(); i < k.size(); ++i) seq = (seq << 8) | static_cast<unsigned char>(k[i]);
+    for (size_t i = prefix.size(); i < k.size(); ++i)
+      seq = (seq << 8) | static_cast<unsigned char>(k[i]);
     auto r = j_.get(seq);
     if (r && *r && (*r)->op == "approve" && (*r)->state == RecordState::Applied && (*r)->after &&
         (*r)->after->hash && *(*r)->after->hash == h)
@@ -178,7 +172,8 @@ Result<std::string> Decider::apply(const Record& h, bool force, const CallerInfo
     why = mismatch(*real, want);
     // Write sessions of several handles end in any order: content that an
     // earlier approval of this path put there is not someone else's change.
-    if (!why.empty() && content_matters && real->hash && approved_here(h.path, *real->hash)) why.clear();
+    if (!why.empty() && content_matters && real->hash && approved_here(h.path, *real->hash))
+      why.clear();
     if (!why.empty()) why = h.path + ": " + why;
   }
   if (why.empty() && (op == "rename" || op == "link")) {
@@ -258,7 +253,9 @@ Result<std::string> Decider::apply(const Record& h, bool force, const CallerInfo
         if (real->exists) {
           if (auto k = keep_before(dir, name, rst); !k) r = k;
         }
-        if (r) r = sys::rename_at2(dir, tmp.c_str(), dir, name.c_str(), real->exists ? 0 : RENAME_NOREPLACE);
+        if (r)
+          r = sys::rename_at2(dir, tmp.c_str(), dir, name.c_str(),
+                              real->exists ? 0 : RENAME_NOREPLACE);
         if (!r) (void)sys::unlink_at(dir, tmp.c_str(), 0);
       } else {
         (void)sys::unlink_at(dir, tmp.c_str(), 0);
@@ -268,7 +265,8 @@ Result<std::string> Decider::apply(const Record& h, bool force, const CallerInfo
     r = sys::mkdir_at(dir, name.c_str(), 0700);
     if (r) r = set_meta(dir, name, after, true);
   } else if (op == "mknod") {
-    r = sys::mknod_at(dir, name.c_str(), type_bits(after.type) | 0600, static_cast<dev_t>(after.rdev));
+    r = sys::mknod_at(dir, name.c_str(), type_bits(after.type) | 0600,
+                      static_cast<dev_t>(after.rdev));
     if (r) r = set_meta(dir, name, after, true);
   } else if (op == "symlink") {
     r = sys::symlink_at(h.path2.c_str(), dir, name.c_str());
@@ -287,7 +285,8 @@ Result<std::string> Decider::apply(const Record& h, bool force, const CallerInfo
         r = keep_before(loc2->dir.get(), loc2->name, vst);
       }
     }
-    if (r && loc2) r = sys::rename_at2(dir, name.c_str(), loc2->dir.get(), loc2->name.c_str(), h.flags);
+    if (r && loc2)
+      r = sys::rename_at2(dir, name.c_str(), loc2->dir.get(), loc2->name.c_str(), h.flags);
     else if (r) r = Errno{EINVAL};
   } else if (op == "link") {
     if (loc2) r = sys::link_at(dir, name.c_str(), loc2->dir.get(), loc2->name.c_str(), 0);
@@ -295,8 +294,10 @@ Result<std::string> Decider::apply(const Record& h, bool force, const CallerInfo
   } else if (op == "chmod") {
     if (::fchmodat(dir, name.c_str(), after.mode, 0) != 0) r = Errno{errno};
   } else if (op == "chown") {
-    if (::fchownat(dir, name.c_str(), after.uid, after.gid, AT_SYMLINK_NOFOLLOW) != 0) r = Errno{errno};
-    if (r && after.type != "symlink" && ::fchmodat(dir, name.c_str(), after.mode, 0) != 0) r = Errno{errno};
+    if (::fchownat(dir, name.c_str(), after.uid, after.gid, AT_SYMLINK_NOFOLLOW) != 0)
+      r = Errno{errno};
+    if (r && after.type != "symlink" && ::fchmodat(dir, name.c_str(), after.mode, 0) != 0)
+      r = Errno{errno};
   } else if (op == "utimens") {
     struct timespec tv[2] = {ts_of(after.mtime_ns), ts_of(after.mtime_ns)};
     tv[0].tv_nsec = UTIME_OMIT;
@@ -334,7 +335,8 @@ Result<std::string> Decider::apply(const Record& h, bool force, const CallerInfo
       a.before->blob = true;
     if (victim_state && !(h.flags & RENAME_EXCHANGE)) {
       a.victim = victim_state;
-      if (a.victim->type == "file" && a.victim->hash && blobs->contains(*a.victim->hash)) a.victim->blob = true;
+      if (a.victim->type == "file" && a.victim->hash && blobs->contains(*a.victim->hash))
+        a.victim->blob = true;
     }
   } else {
     a.state = RecordState::Failed;
@@ -363,7 +365,8 @@ Result<DecisionReport> Decider::approve(const Selection& sel, bool force, bool w
   std::vector<Record> blocked;
   for (const Record& h : *chosen) {
     // A change that builds on one not applied waits with it.
-    bool waits = std::any_of(blocked.begin(), blocked.end(), [&](const Record& b) { return related(b, h); });
+    bool waits =
+        std::any_of(blocked.begin(), blocked.end(), [&](const Record& b) { return related(b, h); });
     if (waits) {
       rep.conflicts.emplace_back(h.seq, "not applied: depends on a change that was not");
       blocked.push_back(h);
@@ -376,10 +379,8 @@ Result<DecisionReport> Decider::approve(const Selection& sel, bool force, bool w
       continue;
     }
     if (!r->empty()) {
-      if (r->rfind("conflict", 0) == 0)
-        rep.conflicts.emplace_back(h.seq, *r);
-      else
-        rep.failed.emplace_back(h.seq, *r);
+      if (r->rfind("conflict", 0) == 0) rep.conflicts.emplace_back(h.seq, *r);
+      else rep.failed.emplace_back(h.seq, *r);
       blocked.push_back(h);
       continue;
     }
@@ -484,15 +485,16 @@ Result<void> Decider::unstage(const Record& h, const CallerInfo& who) {
     const fs::StageObj* o = stage_.obj(id);
     if (!o || !o->upper || !h.before || !h.before->exists) continue;
     bool undone_copy = std::any_of(h.undo.begin(), h.undo.end(), [&](const auto& u) {
-      return u.first == k && (!u.second || !fs::decode_obj(*u.second) || !fs::decode_obj(*u.second)->upper);
+      return u.first == k &&
+             (!u.second || !fs::decode_obj(*u.second) || !fs::decode_obj(*u.second)->upper);
     });
     if (undone_copy) continue;
     std::string un = fs::StageLayer::upper_name(o->upper);
     int od = stage_.obj_dirfd();
     const ObjectState& b = *h.before;
     const std::string& op = h.op;
-    if (b.blob && b.hash && (op == "write" || op == "truncate" || op == "fallocate" ||
-                             op == "copy_file_range")) {
+    if (b.blob && b.hash &&
+        (op == "write" || op == "truncate" || op == "fallocate" || op == "copy_file_range")) {
       auto in = j_.blobs()->open_blob(*b.hash);
       auto out = sys::open_at(od, un.c_str(), O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
       if (in && out) (void)fs::copy_content(in->get(), out->get());
@@ -505,8 +507,7 @@ Result<void> Decider::unstage(const Record& h, const CallerInfo& who) {
       std::string p = std::string("/proc/self/fd/") + std::to_string(od) + "/" + un;
       if (h.xattr_before)
         ::lsetxattr(p.c_str(), h.path2.c_str(), h.xattr_before->data(), h.xattr_before->size(), 0);
-      else
-        ::lremovexattr(p.c_str(), h.path2.c_str());
+      else ::lremovexattr(p.c_str(), h.path2.c_str());
     }
     if (op == "chmod" || op == "chown" || op == "utimens" || op == "write" || op == "truncate" ||
         op == "fallocate" || op == "copy_file_range")

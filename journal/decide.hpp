@@ -52,7 +52,9 @@ struct DecisionReport {
   std::vector<uint64_t> missing;                            // dependencies not selected
   std::vector<uint64_t> unknown;                            // ids that are not held changes
   std::vector<std::string> notes;
-  bool ok() const { return conflicts.empty() && failed.empty() && missing.empty() && unknown.empty(); }
+  bool ok() const {
+    return conflicts.empty() && failed.empty() && missing.empty() && unknown.empty();
+  }
 };
 
 // What changed, for the view's caches (View::stage_changed).

@@ -28,8 +28,8 @@ constexpr size_t kMaxMember = size_t{1} << 32;  // 4 GiB: refuse anything larger
 
 std::string b64(std::string_view s) {
   std::string out(sodium_base64_encoded_len(s.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(s.data()), s.size(),
-                    sodium_base64_VARIANT_ORIGINAL);
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(s.data()),
+                    s.size(), sodium_base64_VARIANT_ORIGINAL);
   out.resize(std::strlen(out.c_str()));
   return out;
 }
@@ -37,8 +37,8 @@ std::string b64(std::string_view s) {
 std::optional<std::string> unb64(const std::string& s) {
   std::string out(s.size(), '\0');
   size_t len = 0;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), s.data(), s.size(), nullptr,
-                        &len, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), s.data(),
+                        s.size(), nullptr, &len, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
     return std::nullopt;
   out.resize(len);
   return out;
@@ -49,7 +49,8 @@ std::string digest_hex(std::string_view s) { return to_hex(blake2b(s)); }
 // --- a minimal ustar writer and reader (regular files only) ---------------
 
 void octal(char* field, size_t width, uint64_t v) {
-  std::snprintf(field, width, "%0*llo", static_cast<int>(width - 1), static_cast<unsigned long long>(v));
+  std::snprintf(field, width, "%0*llo", static_cast<int>(width - 1),
+                static_cast<unsigned long long>(v));
 }
 
 void tar_add(std::string& tar, const std::string& name, const std::string& data, int64_t mtime) {
@@ -94,8 +95,10 @@ std::map<std::string, std::string> tar_read(const std::string& tar) {
     for (size_t i = 0; i < 512 && zero; ++i) zero = h[i] == 0;
     if (zero) break;
     unsigned sum = 0;
-    for (size_t i = 0; i < 512; ++i) sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(h[i]);
-    if (parse_octal(h + 148, 8) != sum) throw std::runtime_error("not a tar archive (header checksum)");
+    for (size_t i = 0; i < 512; ++i)
+      sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(h[i]);
+    if (parse_octal(h + 148, 8) != sum)
+      throw std::runtime_error("not a tar archive (header checksum)");
     std::string name(h, strnlen(h, 100));
     uint64_t size = parse_octal(h + 124, 12);
     if (size > kMaxMember || at + 512 + size > tar.size())
@@ -147,8 +150,11 @@ ExportSummary export_bundle(KvStore& kv, const SigningKey& key, const std::strin
     ++sum.events;
     sum.last_event = e->eseq;
     last_hash = e->hash;
-    json line = {{"event", e->eseq}, {"seq", e->rseq}, {"time_ns", e->time_ns},
-                 {"prev", to_hex(e->prev)}, {"hash", to_hex(e->hash)}};
+    json line = {{"event", e->eseq},
+                 {"seq", e->rseq},
+                 {"time_ns", e->time_ns},
+                 {"prev", to_hex(e->prev)},
+                 {"hash", to_hex(e->hash)}};
     auto rec = decode_record(e->value);
     bool include = rec && (opts.run.empty() || rec->run == opts.run);
     if (include) {
@@ -161,13 +167,17 @@ ExportSummary export_bundle(KvStore& kv, const SigningKey& key, const std::strin
     events += line.dump() + "\n";
     return true;
   });
-  if (!r || failed) throw std::runtime_error("the journal's chain cannot be read: run scopefs verify");
+  if (!r || failed)
+    throw std::runtime_error("the journal's chain cannot be read: run scopefs verify");
   if (sum.events == 0) throw std::runtime_error("no journal events in the range asked for");
   r = kv.scan("k/", "", [&](std::string_view, std::string_view v) {
     auto c = decode_checkpoint(v);
     if (!c || c->eseq < sum.first_event) return true;
-    checkpoints += json{{"event", c->eseq}, {"time_ns", c->time_ns}, {"head", to_hex(c->head)},
-                        {"public_key", to_hex(c->key)}, {"signature", to_hex(c->sig)}}
+    checkpoints += json{{"event", c->eseq},
+                        {"time_ns", c->time_ns},
+                        {"head", to_hex(c->head)},
+                        {"public_key", to_hex(c->key)},
+                        {"signature", to_hex(c->sig)}}
                        .dump() +
                    "\n";
     ++sum.checkpoints;
@@ -175,29 +185,33 @@ ExportSummary export_bundle(KvStore& kv, const SigningKey& key, const std::strin
   });
   if (!r) throw std::runtime_error("the journal's checkpoints cannot be read");
   sum.fingerprint = fingerprint(key.public_key());
-  std::map<std::string, const std::string*> members = {
-      {"events.jsonl", &events}, {"records.jsonl", &records}, {"checkpoints.jsonl", &checkpoints}};
+  std::map<std::string, const std::string*> members = {{"events.jsonl", &events},
+                                                       {"records.jsonl", &records},
+                                                       {"checkpoints.jsonl", &checkpoints}};
   json files = json::object();
-  for (const auto& [name, data] : members) files[name] = {{"size", data->size()}, {"blake2b", digest_hex(*data)}};
-  json manifest = {
-      {"format", kFormat},
-      {"version", kFormatVersion},
-      {"task", task},
-      {"created_ns", now_ns()},
-      {"host", host},
-      {"selection",
-       {{"since_ns", opts.since_ns}, {"until_ns", opts.until_ns}, {"run", opts.run}}},
-      {"chain",
-       {{"first_event", sum.first_event},
-        {"last_event", sum.last_event},
-        {"events", sum.events},
-        {"prev_of_first", to_hex(first_prev)},
-        {"hash_of_last", to_hex(last_hash)}}},
-      {"records", sum.records},
-      {"checkpoints", sum.checkpoints},
-      {"audit_schema", kAuditSchemaVersion},
-      {"files", files},
-      {"key", {{"algorithm", "ed25519"}, {"public_key", to_hex(key.public_key())}, {"fingerprint", sum.fingerprint}}}};
+  for (const auto& [name, data] : members)
+    files[name] = {{"size", data->size()}, {"blake2b", digest_hex(*data)}};
+  json manifest = {{"format", kFormat},
+                   {"version", kFormatVersion},
+                   {"task", task},
+                   {"created_ns", now_ns()},
+                   {"host", host},
+                   {"selection",
+                    {{"since_ns", opts.since_ns}, {"until_ns", opts.until_ns}, {"run", opts.run}}},
+                   {"chain",
+                    {{"first_event", sum.first_event},
+                     {"last_event", sum.last_event},
+                     {"events", sum.events},
+                     {"prev_of_first", to_hex(first_prev)},
+                     {"hash_of_last", to_hex(last_hash)}}},
+                   {"records", sum.records},
+                   {"checkpoints", sum.checkpoints},
+                   {"audit_schema", kAuditSchemaVersion},
+                   {"files", files},
+                   {"key",
+                    {{"algorithm", "ed25519"},
+                     {"public_key", to_hex(key.public_key())},
+                     {"fingerprint", sum.fingerprint}}}};
   std::string mtext = manifest.dump(2) + "\n";
   std::string sig = to_hex(key.sign(mtext)) + "\n";
   std::string tar;
@@ -243,7 +257,8 @@ VerifyReport verify_bundle(const std::string& path, const std::optional<PublicKe
   };
   auto files = tar_read(read_whole(path));
   if (!files.count("manifest.json") || !files.count("manifest.sig"))
-    throw std::runtime_error(path + " is not a scopefs export bundle (no manifest.json / manifest.sig)");
+    throw std::runtime_error(path +
+                             " is not a scopefs export bundle (no manifest.json / manifest.sig)");
   const std::string& mtext = files["manifest.json"];
   json manifest;
   try {
@@ -261,15 +276,20 @@ VerifyReport verify_bundle(const std::string& path, const std::optional<PublicKe
   }
   rep.key_fingerprint = fingerprint(pk);
   if (pinned && *pinned != pk)
-    problem(0, 0, "signed by another key (" + fingerprint(pk) + ") than the pinned one (" + fingerprint(*pinned) + ")");
+    problem(0, 0,
+            "signed by another key (" + fingerprint(pk) + ") than the pinned one (" +
+                fingerprint(*pinned) + ")");
   if (!pinned)
     rep.notes.push_back("no --pubkey given: the bundle's own key " + rep.key_fingerprint +
                         " was used; compare it with the task's `scopefs key` fingerprint");
   Signature sig{};
   std::string sig_hex = files["manifest.sig"];
-  while (!sig_hex.empty() && std::isspace(static_cast<unsigned char>(sig_hex.back()))) sig_hex.pop_back();
+  while (!sig_hex.empty() && std::isspace(static_cast<unsigned char>(sig_hex.back())))
+    sig_hex.pop_back();
   if (!from_hex(sig_hex, sig) || !verify_signature(pk, mtext, sig)) {
-    problem(0, 0, "the manifest's signature does not verify: the manifest was changed or signed by another key");
+    problem(
+        0, 0,
+        "the manifest's signature does not verify: the manifest was changed or signed by another key");
     return rep;
   }
   if (manifest.value("format", "") != kFormat || manifest.value("version", 0) != kFormatVersion) {
@@ -288,7 +308,8 @@ VerifyReport verify_bundle(const std::string& path, const std::optional<PublicKe
       problem(0, 0, name + " is missing from the bundle");
       continue;
     }
-    if (meta.value("size", uint64_t{0}) != it->second.size() || meta.value("blake2b", "") != digest_hex(it->second))
+    if (meta.value("size", uint64_t{0}) != it->second.size() ||
+        meta.value("blake2b", "") != digest_hex(it->second))
       problem(0, 0, name + " was changed (its digest differs from the signed manifest's)");
   }
   if (!rep.ok()) return rep;
@@ -318,8 +339,11 @@ VerifyReport verify_bundle(const std::string& path, const std::optional<PublicKe
     from_hex(e.value("hash", ""), stated);
     from_hex(e.value("prev", ""), p);
     ce.prev = p;
-    if (ce.eseq != expect) problem(ce.rseq, ce.eseq, "event " + std::to_string(ce.eseq) + " is out of sequence");
-    if (ce.prev != prev) problem(ce.rseq, ce.eseq, "event " + std::to_string(ce.eseq) + " does not link to the one before it");
+    if (ce.eseq != expect)
+      problem(ce.rseq, ce.eseq, "event " + std::to_string(ce.eseq) + " is out of sequence");
+    if (ce.prev != prev)
+      problem(ce.rseq, ce.eseq,
+              "event " + std::to_string(ce.eseq) + " does not link to the one before it");
     std::optional<std::string> value;
     if (e.contains("value")) {
       value = unb64(e.value("value", ""));
@@ -329,20 +353,24 @@ VerifyReport verify_bundle(const std::string& path, const std::optional<PublicKe
       }
       vdigest = blake2b(*value);
     } else if (!from_hex(e.value("value_digest", ""), vdigest)) {
-      problem(ce.rseq, ce.eseq, "event " + std::to_string(ce.eseq) + " has neither value nor digest");
+      problem(ce.rseq, ce.eseq,
+              "event " + std::to_string(ce.eseq) + " has neither value nor digest");
     }
     if (event_hash_of(ce, vdigest) != stated)
-      problem(ce.rseq, ce.eseq, "record " + std::to_string(ce.rseq) + " (event " + std::to_string(ce.eseq) +
-                                    ") does not hash to its chained hash");
+      problem(ce.rseq, ce.eseq,
+              "record " + std::to_string(ce.rseq) + " (event " + std::to_string(ce.eseq) +
+                  ") does not hash to its chained hash");
     ce.hash = stated;
     if (value) {
       ++rep.records;
       auto rec = decode_record(*value);
       if (!rec || rec->seq != ce.rseq) {
-        problem(ce.rseq, ce.eseq, "record " + std::to_string(ce.rseq) + ": its value is not that record");
+        problem(ce.rseq, ce.eseq,
+                "record " + std::to_string(ce.rseq) + ": its value is not that record");
       } else if (!std::getline(recs, rline) || rline != audit_json(*rec, ce, host)) {
-        problem(ce.rseq, ce.eseq, "record " + std::to_string(ce.rseq) +
-                                      ": its line in records.jsonl differs from the chained record");
+        problem(ce.rseq, ce.eseq,
+                "record " + std::to_string(ce.rseq) +
+                    ": its line in records.jsonl differs from the chained record");
       }
     }
     hash_at[ce.eseq] = stated;
@@ -360,20 +388,23 @@ VerifyReport verify_bundle(const std::string& path, const std::optional<PublicKe
     Checkpoint cp;
     cp.eseq = c.value("event", uint64_t{0});
     cp.time_ns = c.value("time_ns", int64_t{0});
-    if (c.is_discarded() || !from_hex(c.value("head", ""), cp.head) || !from_hex(c.value("public_key", ""), cp.key) ||
+    if (c.is_discarded() || !from_hex(c.value("head", ""), cp.head) ||
+        !from_hex(c.value("public_key", ""), cp.key) ||
         !from_hex(c.value("signature", ""), cp.sig)) {
       problem(0, 0, "checkpoints.jsonl line " + std::to_string(rep.checkpoints) + " is malformed");
       continue;
     }
     if (!checkpoint_signed_by(cp, pk)) {
-      problem(0, cp.eseq, "the checkpoint of event " + std::to_string(cp.eseq) + " is not signed by the bundle's key");
+      problem(0, cp.eseq,
+              "the checkpoint of event " + std::to_string(cp.eseq) +
+                  " is not signed by the bundle's key");
       continue;
     }
     auto it = hash_at.find(cp.eseq);
     if (it != hash_at.end() && it->second != cp.head)
-      problem(0, cp.eseq, "the checkpoint of event " + std::to_string(cp.eseq) + " does not match the chain");
-    else if (it != hash_at.end() && cp.eseq > rep.anchored_eseq)
-      rep.anchored_eseq = cp.eseq;
+      problem(0, cp.eseq,
+              "the checkpoint of event " + std::to_string(cp.eseq) + " does not match the chain");
+    else if (it != hash_at.end() && cp.eseq > rep.anchored_eseq) rep.anchored_eseq = cp.eseq;
   }
   return rep;
 }

@@ -55,8 +55,8 @@ Result<GcReport> collect_garbage(Journal& j, const GcOptions& opts, const Caller
   rep.cutoff_ns = now - opts.retention_s * kNs;
 
   // 1. Expire old records; note what the others still name.
-  std::set<std::string> live;                // hashes (hex) records still name
-  std::map<std::string, int64_t> released;   // hash → references released
+  std::set<std::string> live;               // hashes (hex) records still name
+  std::map<std::string, int64_t> released;  // hash → references released
   std::vector<Record> batch;
   auto flush = [&]() -> Result<void> {
     if (batch.empty() || opts.dry_run) {

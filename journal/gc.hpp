@@ -39,18 +39,18 @@ struct GcOptions {
   int64_t retention_s = 7 * 86400;
   int64_t now_ns = 0;  // 0: the clock
   bool dry_run = false;
-  int64_t orphan_age_s = 60;   // unreferenced blob files younger than min(this, retention) stay
-  int64_t tmp_age_s = 3600;    // blobs/tmp files younger than this stay
+  int64_t orphan_age_s = 60;  // unreferenced blob files younger than min(this, retention) stay
+  int64_t tmp_age_s = 3600;   // blobs/tmp files younger than this stay
 };
 
 struct GcReport {
-  uint64_t records = 0;       // records expired (their before-images released)
-  uint64_t blobs = 0;         // blob files removed
-  uint64_t bytes = 0;         // bytes of those files
-  uint64_t orphans = 0;       // of them, files no record of this run released (crash leftovers)
-  uint64_t tmp_files = 0;     // blobs/tmp leftovers removed
-  uint64_t kept_shared = 0;   // released blobs still counted by other records
-  uint64_t seq = 0;           // the gc record (0 in a dry run)
+  uint64_t records = 0;      // records expired (their before-images released)
+  uint64_t blobs = 0;        // blob files removed
+  uint64_t bytes = 0;        // bytes of those files
+  uint64_t orphans = 0;      // of them, files no record of this run released (crash leftovers)
+  uint64_t tmp_files = 0;    // blobs/tmp leftovers removed
+  uint64_t kept_shared = 0;  // released blobs still counted by other records
+  uint64_t seq = 0;          // the gc record (0 in a dry run)
   int64_t cutoff_ns = 0;
   std::vector<uint64_t> expired;  // seqs of the records expired
   std::string summary() const;

@@ -71,7 +71,9 @@ void backfill_indexes(KvStore& kv) {
   if (err == 0) {
     if (auto s = kv.submit(txn, true); !s) err = s.error();
   }
-  if (err) throw std::runtime_error(std::string("cannot write the journal's indexes: ") + std::strerror(err));
+  if (err)
+    throw std::runtime_error(std::string("cannot write the journal's indexes: ") +
+                             std::strerror(err));
   if (done) spdlog::info("journal: indexed {} records by time and run", done);
 }
 
@@ -104,7 +106,8 @@ std::string run_index_key(std::string_view run, uint64_t seq) {
 std::optional<uint64_t> seq_of_index_key(std::string_view key) {
   if (key.size() < 10) return std::nullopt;
   uint64_t v = 0;
-  for (size_t i = key.size() - 8; i < key.size(); ++i) v = (v << 8) | static_cast<unsigned char>(key[i]);
+  for (size_t i = key.size() - 8; i < key.size(); ++i)
+    v = (v << 8) | static_cast<unsigned char>(key[i]);
   return v;
 }
 
@@ -118,7 +121,8 @@ std::unique_ptr<Journal> Journal::open(const std::string& state_dir, JournalOpti
   // Root's alone, whatever the umask (the daemon runs with 0 so that the
   // view's files get the modes their callers ask for): the state directory
   // itself may be opened to the admin group for its control socket.
-  for (const char* sub : {"/journal", "/blobs", "/blobs/tmp"}) ::chmod((state_dir + sub).c_str(), 0700);
+  for (const char* sub : {"/journal", "/blobs", "/blobs/tmp"})
+    ::chmod((state_dir + sub).c_str(), 0700);
   return std::make_unique<Journal>(std::move(kv), std::move(blobs), std::move(opts), false,
                                    state_dir);
 }
@@ -130,8 +134,8 @@ std::unique_ptr<Journal> Journal::open_read_only(const std::string& state_dir) {
   return std::make_unique<Journal>(std::move(kv), nullptr, JournalOptions{}, true);
 }
 
-Journal::Journal(std::unique_ptr<KvStore> kv, std::unique_ptr<BlobStore> blobs,
-                 JournalOptions opts, bool read_only, std::string state_dir)
+Journal::Journal(std::unique_ptr<KvStore> kv, std::unique_ptr<BlobStore> blobs, JournalOptions opts,
+                 bool read_only, std::string state_dir)
     : kv_(std::move(kv)),
       blobs_(std::move(blobs)),
       opts_(std::move(opts)),
@@ -153,12 +157,14 @@ Journal::Journal(std::unique_ptr<KvStore> kv, std::unique_ptr<BlobStore> blobs,
     KvTxn meta;
     meta.put("m/schema", std::to_string(kSchemaVersion));
     if (auto s = kv_->submit(meta, true); !s)
-      throw std::runtime_error(std::string("cannot write the journal: ") + std::strerror(s.error()));
+      throw std::runtime_error(std::string("cannot write the journal: ") +
+                               std::strerror(s.error()));
     // The signing key lives in the state directory; an in-memory journal
     // (unit tests) signs with a key of its own.
-    chain_ = std::make_unique<Chain>(
-        *kv_, state_dir_.empty() ? SigningKey::generate() : SigningKey::load_or_create(state_dir_),
-        state_dir_, false);
+    chain_ = std::make_unique<Chain>(*kv_,
+                                     state_dir_.empty() ? SigningKey::generate()
+                                                        : SigningKey::load_or_create(state_dir_),
+                                     state_dir_, false);
     backfill_indexes(*kv_);
     recover();
     syncer_ = std::thread([this] { syncer(); });
@@ -183,7 +189,8 @@ Journal::~Journal() {
     closed.del("m/open");
     if (auto r = kv_->submit(closed, false); !r)
       spdlog::error("journal: cannot mark the journal closed: {}", std::strerror(r.error()));
-    if (auto r = kv_->sync(); !r) spdlog::error("journal: final sync failed: {}", std::strerror(r.error()));
+    if (auto r = kv_->sync(); !r)
+      spdlog::error("journal: final sync failed: {}", std::strerror(r.error()));
   }
 }
 
@@ -196,7 +203,8 @@ void Journal::recover() {
   std::unordered_set<std::string> named;  // blobs named by uncounted (intent, interrupted) records
   auto r = kv_->scan("r/", "", [&](std::string_view, std::string_view v) {
     auto rec = decode_record(v);
-    if (!rec || (rec->state != RecordState::Intent && rec->state != RecordState::Interrupted)) return true;
+    if (!rec || (rec->state != RecordState::Intent && rec->state != RecordState::Interrupted))
+      return true;
     if (rec->state == RecordState::Intent) open.push_back(*rec);
     for (const auto* st : {&rec->before, &rec->victim, &rec->after})
       if (*st && (*st)->blob && (*st)->hash) named.insert((*st)->hash->hex());
@@ -211,13 +219,15 @@ void Journal::recover() {
     if (!rec.path2.empty() && rec.op == "rename") txn.put(path_index_key(rec.path2, rec.seq), "");
     if (auto s = submit(txn, true); !s)
       throw std::runtime_error("cannot mark interrupted change " + std::to_string(rec.seq));
-    spdlog::warn("journal: change {} ({} {}) was interrupted by a crash", rec.seq, rec.op, rec.path);
+    spdlog::warn("journal: change {} ({} {}) was interrupted by a crash", rec.seq, rec.op,
+                 rec.path);
   }
   recovered_ = open.size();
   if (crashed) sweep_linked_orphans(named);
   KvTxn mark;
   mark.put("m/open", "1");
-  if (auto s = kv_->submit(mark, true); !s) throw std::runtime_error("cannot write the journal's metadata");
+  if (auto s = kv_->submit(mark, true); !s)
+    throw std::runtime_error("cannot write the journal's metadata");
 }
 
 // A crash between publishing a before-image by hard link (the agent's file
@@ -237,7 +247,8 @@ void Journal::sweep_linked_orphans(const std::unordered_set<std::string>& named)
     if (!c || *c > 0) return;
     if (::unlink(p.c_str()) == 0) ++removed;
   });
-  if (removed) spdlog::warn("journal: unlinked {} before-image(s) a crash left linked to live files", removed);
+  if (removed)
+    spdlog::warn("journal: unlinked {} before-image(s) a crash left linked to live files", removed);
 }
 
 void Journal::syncer() {
@@ -250,10 +261,12 @@ void Journal::syncer() {
     if (!dirty_ && !sign) continue;
     dirty_ = false;
     lk.unlock();
-    if (auto r = kv_->sync(); !r) spdlog::error("journal: sync failed: {}", std::strerror(r.error()));
+    if (auto r = kv_->sync(); !r)
+      spdlog::error("journal: sync failed: {}", std::strerror(r.error()));
     if (sign) {
       last_checkpoint = now;
-      if (auto r = checkpoint(); !r) spdlog::error("journal: checkpoint failed: {}", std::strerror(r.error()));
+      if (auto r = checkpoint(); !r)
+        spdlog::error("journal: checkpoint failed: {}", std::strerror(r.error()));
     }
     lk.lock();
   }
@@ -316,7 +329,6 @@ Result<void> Journal::complete(Record& r) {
   return submit(txn, false);
 }
 
-
 uint64_t Journal::reserve_seq() { return next_seq_.fetch_add(1); }
 
 Result<void> Journal::rewrite_keys(const KvTxn& txn) { return submit(txn, false); }
@@ -347,10 +359,8 @@ Result<void> Journal::append_with(Record& r, const KvTxn& extra) {
 Result<void> Journal::rewrite(const Record& r, const KvTxn& extra) {
   KvTxn txn;
   txn.put(record_key(r.seq), encode_record(r));
-  if (r.state == RecordState::Held)
-    txn.put(held_key(r.seq), "");
-  else
-    txn.del(held_key(r.seq));
+  if (r.state == RecordState::Held) txn.put(held_key(r.seq), "");
+  else txn.del(held_key(r.seq));
   append_ops(txn, extra);
   return submit(txn, false);
 }

@@ -109,8 +109,7 @@ class Journal {
   Result<std::optional<Record>> get(uint64_t seq);
   // Visits records from `from_seq` on, in order. Corrupt records are passed
   // with their errno (the record is default-constructed but for seq).
-  Result<void> scan(uint64_t from_seq,
-                    const std::function<bool(const Record&, int err)>& fn);
+  Result<void> scan(uint64_t from_seq, const std::function<bool(const Record&, int err)>& fn);
   Result<int64_t> blob_refs(const Hash128& h);
 
   BlobStore* blobs() { return blobs_.get(); }

@@ -239,8 +239,8 @@ Result<void> JournalGate::begin(fs::Change& c) {
     bool creates = c.op == OpKind::Create || c.op == OpKind::Mknod || c.op == OpKind::Mkdir ||
                    c.op == OpKind::Symlink;
     if (!creates) {
-      bool image = c.held_image && (content_destroying(c.op) ||
-                                    (c.op == OpKind::Write && (c.flags & O_TRUNC)));
+      bool image = c.held_image &&
+                   (content_destroying(c.op) || (c.op == OpKind::Write && (c.flags & O_TRUNC)));
       auto b = capture(c.obj, image, false, &s->before_st);
       if (!b) return Errno{b.error()};
       r.before = *b;
@@ -353,7 +353,8 @@ void JournalGate::end_held(fs::Change& c, fs::GateState& gs, int err) {
           // The held content itself, for approve: a copy (the upper file
           // keeps changing).
           auto fd = open_content(where);
-          Result<Hash128> h = fd ? j_.blobs()->put_copy(fd->get()) : Result<Hash128>(Errno{fd.error()});
+          Result<Hash128> h =
+              fd ? j_.blobs()->put_copy(fd->get()) : Result<Hash128>(Errno{fd.error()});
           if (h) {
             r.after->hash = *h;
             r.after->blob = true;
@@ -375,10 +376,8 @@ void JournalGate::end_held(fs::Change& c, fs::GateState& gs, int err) {
   r.xattr_before = std::move(c.xattr_before);
   KvTxn extra;
   for (auto& [k, v] : c.stage_redo) {
-    if (v)
-      extra.put(k, *v);
-    else
-      extra.del(k);
+    if (v) extra.put(k, *v);
+    else extra.del(k);
   }
   if (auto w = j_.append_with(r, extra); !w)
     spdlog::error("journal: cannot record held change ({} {}): {}", r.op, r.path,
@@ -487,9 +486,11 @@ void JournalGate::denied(fs::Change& c, int err) {
   r.state = RecordState::Denied;
   r.err = err;
   if (auto w = j_.append(r); !w)
-    spdlog::error("journal: cannot record a denied {} of {}: {}", r.op, r.path, std::strerror(w.error()));
+    spdlog::error("journal: cannot record a denied {} of {}: {}", r.op, r.path,
+                  std::strerror(w.error()));
   spdlog::info("denied op={} path={}{}{} err={} pid={} uid={}", r.op, c.path,
-               c.path2.empty() ? "" : " -> ", c.path2, std::strerror(err), c.caller.pid, c.caller.uid);
+               c.path2.empty() ? "" : " -> ", c.path2, std::strerror(err), c.caller.pid,
+               c.caller.uid);
 }
 
 void JournalGate::lifecycle(const std::string& op, const std::string& detail) {

@@ -28,7 +28,9 @@ class KvTxn {
     std::string key;
     std::string value;  // Put: bytes; Add: signed 64-bit delta, 8 bytes little-endian
   };
-  void put(std::string key, std::string value) { ops_.push_back({Kind::Put, std::move(key), std::move(value)}); }
+  void put(std::string key, std::string value) {
+    ops_.push_back({Kind::Put, std::move(key), std::move(value)});
+  }
   void del(std::string key) { ops_.push_back({Kind::Delete, std::move(key), {}}); }
   // Adds `delta` to a 64-bit counter stored at `key` (missing = 0).
   void add(std::string key, int64_t delta);
@@ -55,7 +57,8 @@ class KvStore {
   virtual Result<void> scan(std::string_view prefix, std::string_view start,
                             const std::function<bool(std::string_view, std::string_view)>& fn) = 0;
   // The last key that begins with `prefix`, with its value (none if no key does).
-  virtual Result<std::optional<std::pair<std::string, std::string>>> last(std::string_view prefix) = 0;
+  virtual Result<std::optional<std::pair<std::string, std::string>>> last(
+      std::string_view prefix) = 0;
   // Makes everything submitted so far durable.
   virtual Result<void> sync() = 0;
   // Bytes used on disk (0 for memory).

@@ -64,7 +64,8 @@ class MemoryStore final : public KvStore {
       if (!fn(k, v)) break;
     return {};
   }
-  Result<std::optional<std::pair<std::string, std::string>>> last(std::string_view prefix) override {
+  Result<std::optional<std::pair<std::string, std::string>>> last(
+      std::string_view prefix) override {
     using Kv = std::optional<std::pair<std::string, std::string>>;
     std::lock_guard lk(mu_);
     // The first key past every key with the prefix, then one step back.

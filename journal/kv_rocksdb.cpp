@@ -11,8 +11,8 @@
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
 
-#include <filesystem>
 #include <atomic>
+#include <filesystem>
 #include <mutex>
 
 #include "journal/kv.hpp"
@@ -87,13 +87,15 @@ class RocksStore final : public KvStore {
 
   Result<std::optional<std::string>> get(std::string_view key) override {
     std::string value;
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), rocksdb::Slice(key.data(), key.size()), &value);
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), rocksdb::Slice(key.data(), key.size()), &value);
     if (s.IsNotFound()) return std::optional<std::string>{};
     if (!s.ok()) return Errno{to_errno(s)};
     return std::optional<std::string>{std::move(value)};
   }
 
-  Result<std::optional<std::pair<std::string, std::string>>> last(std::string_view prefix) override {
+  Result<std::optional<std::pair<std::string, std::string>>> last(
+      std::string_view prefix) override {
     using Kv = std::optional<std::pair<std::string, std::string>>;
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
     std::string end(prefix);
@@ -109,7 +111,8 @@ class RocksStore final : public KvStore {
     if (!it->status().ok()) return Errno{to_errno(it->status())};
     if (!it->Valid()) return Kv{};
     rocksdb::Slice k = it->key();
-    if (k.size() < prefix.size() || std::string_view(k.data(), prefix.size()) != prefix) return Kv{};
+    if (k.size() < prefix.size() || std::string_view(k.data(), prefix.size()) != prefix)
+      return Kv{};
     return Kv{std::pair{k.ToString(), it->value().ToString()}};
   }
   Result<void> scan(std::string_view prefix, std::string_view start,

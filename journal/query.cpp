@@ -100,20 +100,24 @@ bool Query::compile(QueryFilter f, Query& out, std::string& error) {
 bool Query::matches(const Record& r) const {
   if (f_.since_ns && r.time_ns < *f_.since_ns) return false;
   if (f_.until_ns && r.time_ns > *f_.until_ns) return false;
-  if (!f_.ops.empty() && std::find(f_.ops.begin(), f_.ops.end(), r.op) == f_.ops.end()) return false;
-  if (!f_.states.empty() && std::find(f_.states.begin(), f_.states.end(), r.state) == f_.states.end())
+  if (!f_.ops.empty() && std::find(f_.ops.begin(), f_.ops.end(), r.op) == f_.ops.end())
+    return false;
+  if (!f_.states.empty() &&
+      std::find(f_.states.begin(), f_.states.end(), r.state) == f_.states.end())
     return false;
   if (f_.uid && r.caller.uid != *f_.uid) return false;
   if (!f_.run.empty() && r.run != f_.run) return false;
   if (has_glob_) {
     bool hit = !r.path.empty() && glob_.matches(r.path);
-    if (!hit && (r.op == "rename" || r.op == "link") && !r.path2.empty()) hit = glob_.matches(r.path2);
+    if (!hit && (r.op == "rename" || r.op == "link") && !r.path2.empty())
+      hit = glob_.matches(r.path2);
     if (!hit) return false;
   }
   return true;
 }
 
-Result<QueryPlan> Query::run(Journal& j, const std::function<bool(const Record&, int err)>& fn) const {
+Result<QueryPlan> Query::run(Journal& j,
+                             const std::function<bool(const Record&, int err)>& fn) const {
   KvStore& kv = j.kv();
   QueryPlan plan;
 
@@ -184,7 +188,8 @@ Result<QueryPlan> Query::run(Journal& j, const std::function<bool(const Record&,
     seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
     complete.push_back(std::move(seqs));
     complete_walk.push_back(w);
-    if (best == SIZE_MAX || complete.back().size() < complete[best].size()) best = complete.size() - 1;
+    if (best == SIZE_MAX || complete.back().size() < complete[best].size())
+      best = complete.size() - 1;
   }
 
   if (best == SIZE_MAX) {

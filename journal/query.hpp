@@ -58,10 +58,10 @@ std::string_view access_name(Access a);
 
 struct QueryPlan {
   Access access = Access::Scan;
-  std::string detail;           // e.g. the index prefix walked, or why a scan
-  uint64_t candidates = 0;      // records read (Scan: every record)
-  uint64_t index_entries = 0;   // index keys visited while planning
-  uint64_t matched = 0;         // records passed to the visitor
+  std::string detail;          // e.g. the index prefix walked, or why a scan
+  uint64_t candidates = 0;     // records read (Scan: every record)
+  uint64_t index_entries = 0;  // index keys visited while planning
+  uint64_t matched = 0;        // records passed to the visitor
 };
 
 // The literal start of a glob: every path the glob matches begins with it
@@ -85,7 +85,7 @@ class Query {
   QueryFilter f_;
   config::Glob glob_;
   bool has_glob_ = false;
-  std::string literal_;   // glob_literal_prefix of the glob
+  std::string literal_;  // glob_literal_prefix of the glob
   bool exact_ = false;
 };
 

@@ -31,7 +31,8 @@ struct timespec ts_of(int64_t ns) {
 bool path_related(const std::string& a, const std::string& b) {
   if (a == b) return true;
   auto under = [](const std::string& x, const std::string& y) {
-    return y.empty() || (x.size() > y.size() && x.compare(0, y.size(), y) == 0 && x[y.size()] == '/');
+    return y.empty() ||
+           (x.size() > y.size() && x.compare(0, y.size(), y) == 0 && x[y.size()] == '/');
   };
   return under(a, b) || under(b, a);
 }
@@ -50,7 +51,8 @@ Result<RealLoc> locate(const config::TaskConfig& cfg, const std::string& path) {
     }
   }
   if (!best) return Errno{ENOENT};
-  std::string rel = best->path.empty() ? path : path.substr(std::min(path.size(), best->path.size() + 1));
+  std::string rel =
+      best->path.empty() ? path : path.substr(std::min(path.size(), best->path.size() + 1));
   if (rel.empty()) return Errno{EINVAL};
   auto fd = sys::open_at(AT_FDCWD, best->source.c_str(), O_PATH | O_DIRECTORY);
   if (!fd) return Errno{fd.error()};
@@ -117,8 +119,8 @@ Result<void> set_meta(int dir, const std::string& name, const ObjectState& a, bo
 
 std::string temp_name(const char* what, uint64_t seq) {
   static std::atomic<uint64_t> n{0};
-  return std::string(".scopefs-") + what + "-" + std::to_string(seq) + "-" + std::to_string(::getpid()) +
-         "-" + std::to_string(n.fetch_add(1));
+  return std::string(".scopefs-") + what + "-" + std::to_string(seq) + "-" +
+         std::to_string(::getpid()) + "-" + std::to_string(n.fetch_add(1));
 }
 
 }  // namespace scopefs::journal

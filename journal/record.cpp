@@ -29,8 +29,7 @@ std::string_view state_name(RecordState s) {
 std::optional<RecordState> parse_state(std::string_view s) {
   for (auto st : {RecordState::Intent, RecordState::Applied, RecordState::Failed,
                   RecordState::Denied, RecordState::Interrupted, RecordState::Held,
-                  RecordState::Approved, RecordState::Rejected,
-                  RecordState::RolledBack})
+                  RecordState::Approved, RecordState::Rejected, RecordState::RolledBack})
     if (state_name(st) == s) return st;
   return std::nullopt;
 }
@@ -65,7 +64,8 @@ T int_field(const json& j, const char* key) {
   } else {
     if (v.is_number_unsigned()) {
       auto u = v.get<uint64_t>();
-      if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) throw std::runtime_error("out of range");
+      if (u > static_cast<uint64_t>(std::numeric_limits<T>::max()))
+        throw std::runtime_error("out of range");
       return static_cast<T>(u);
     }
     auto i = v.get<int64_t>();
@@ -90,7 +90,9 @@ class DepthLimitedSax {
   bool boolean(bool v) { return dom_.boolean(v); }
   bool number_integer(json::number_integer_t v) { return dom_.number_integer(v); }
   bool number_unsigned(json::number_unsigned_t v) { return dom_.number_unsigned(v); }
-  bool number_float(json::number_float_t v, const json::string_t& s) { return dom_.number_float(v, s); }
+  bool number_float(json::number_float_t v, const json::string_t& s) {
+    return dom_.number_float(v, s);
+  }
   bool string(json::string_t& v) { return dom_.string(v); }
   bool binary(json::binary_t& v) { return dom_.binary(v); }
   bool start_object(std::size_t n) { return ++depth_ <= kMaxDepth && dom_.start_object(n); }
@@ -104,7 +106,9 @@ class DepthLimitedSax {
     --depth_;
     return dom_.end_array();
   }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) { return false; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
+    return false;
+  }
 
  private:
   static constexpr int kMaxDepth = 8;
@@ -112,9 +116,7 @@ class DepthLimitedSax {
   int depth_ = 0;
 };
 
-json bytes(const std::string& s) {
-  return json::binary(std::vector<uint8_t>(s.begin(), s.end()));
-}
+json bytes(const std::string& s) { return json::binary(std::vector<uint8_t>(s.begin(), s.end())); }
 
 std::string bytes_field(const json& v) {
   if (!v.is_binary()) throw std::runtime_error("not bytes");
@@ -164,11 +166,20 @@ ObjectState state_from(const json& j) {
 }
 
 json to_json(const Record& r) {
-  json j = {{"seq", r.seq},   {"t", r.time_ns},   {"task", r.task},
-            {"run", r.run},   {"op", r.op},       {"path", r.path},
-            {"flags", r.flags}, {"state", std::string(state_name(r.state))}, {"err", r.err},
-            {"caller", {{"pid", r.caller.pid}, {"uid", r.caller.uid}, {"gid", r.caller.gid},
-                        {"comm", r.caller.comm}}}};
+  json j = {{"seq", r.seq},
+            {"t", r.time_ns},
+            {"task", r.task},
+            {"run", r.run},
+            {"op", r.op},
+            {"path", r.path},
+            {"flags", r.flags},
+            {"state", std::string(state_name(r.state))},
+            {"err", r.err},
+            {"caller",
+             {{"pid", r.caller.pid},
+              {"uid", r.caller.uid},
+              {"gid", r.caller.gid},
+              {"comm", r.caller.comm}}}};
   if (!r.caller.args.empty()) j["caller"]["args"] = r.caller.args;
   if (!r.caller.exe.empty()) j["caller"]["exe"] = r.caller.exe;
   if (!r.path2.empty()) j["path2"] = r.path2;
@@ -230,8 +241,12 @@ Result<Record> decode_record(std::string_view value) {
     r.err = int_field<int32_t>(j, "err");
     const json& c = j.at("caller");
     if (!c.is_object()) return Errno{EBADMSG};
-    r.caller = CallerInfo{int_field<int32_t>(c, "pid"), int_field<uint32_t>(c, "uid"),
-                          int_field<uint32_t>(c, "gid"), str_field(c, "comm"), {}, {}};
+    r.caller = CallerInfo{int_field<int32_t>(c, "pid"),
+                          int_field<uint32_t>(c, "uid"),
+                          int_field<uint32_t>(c, "gid"),
+                          str_field(c, "comm"),
+                          {},
+                          {}};
     if (c.contains("args")) {
       const json& args = c.at("args");
       if (!args.is_array()) return Errno{EBADMSG};

@@ -97,7 +97,12 @@ struct CallerInfo {
   // (without -Wmissing-field-initializers) as fields are added.
   CallerInfo(int32_t pid_ = 0, uint32_t uid_ = 0, uint32_t gid_ = 0, std::string comm_ = {},
              std::vector<std::string> args_ = {}, std::string exe_ = {})
-      : pid(pid_), uid(uid_), gid(gid_), comm(std::move(comm_)), args(std::move(args_)), exe(std::move(exe_)) {}
+      : pid(pid_),
+        uid(uid_),
+        gid(gid_),
+        comm(std::move(comm_)),
+        args(std::move(args_)),
+        exe(std::move(exe_)) {}
   int32_t pid = 0;
   uint32_t uid = 0;
   uint32_t gid = 0;

@@ -44,15 +44,12 @@ bool is_content(const std::string& op) {
 bool is_meta(const std::string& op) { return op == "chmod" || op == "chown" || op == "utimens"; }
 bool is_xattr(const std::string& op) { return op == "setxattr" || op == "removexattr"; }
 
-
 std::vector<std::string> paths_of(const Change& c) {
   std::vector<std::string> p{c.path};
   if (!c.path2.empty() && (c.op == "rename" || c.op == "link" || c.op == "unlinked_link"))
     p.push_back(c.path2);
   return p;
 }
-
-
 
 // The shape (op, paths) of the change that undoes `c`; `type` is the type of
 // the object an undone unlink/rmdir brings back.
@@ -68,7 +65,10 @@ Change inverse_shape(const Change& c, const std::string& type) {
   } else if (c.op == "unlinked_link") {
     i.op = "link";
   } else if (c.op == "unlink" || c.op == "rmdir") {
-    i.op = type == "dir" ? "mkdir" : type == "symlink" ? "symlink" : type == "file" ? "create" : "mknod";
+    i.op = type == "dir"       ? "mkdir"
+           : type == "symlink" ? "symlink"
+           : type == "file"    ? "create"
+                               : "mknod";
   } else if (is_content(c.op)) {
     i.op = "write";
   } else if (is_xattr(c.op)) {
@@ -129,12 +129,9 @@ Result<Change> normalise(Journal& j, const Record& r, int depth = 0) {
   return c;
 }
 
-
-
 // The real object's state (content hash for files, target for symlinks).
 
 // Empty if `real` is what `want` says (type, content hash, symlink target).
-
 
 std::string proc_path(int dir, const std::string& name) {
   return "/proc/self/fd/" + std::to_string(dir) + "/" + name;
@@ -153,7 +150,6 @@ std::optional<std::string> get_xattr(int dir, const std::string& name, const std
     v.resize(v.size() * 4);
   }
 }
-
 
 std::string mode_str(uint32_t m) {
   char b[16];
@@ -180,7 +176,13 @@ class Run {
  public:
   Run(const config::TaskConfig& cfg, Journal& j, bool force, bool dry_run, const CallerInfo& who,
       RollbackReport& rep, Touched& touched)
-      : cfg_(cfg), j_(j), force_(force), dry_run_(dry_run), who_(who), rep_(rep), touched_(touched) {}
+      : cfg_(cfg),
+        j_(j),
+        force_(force),
+        dry_run_(dry_run),
+        who_(who),
+        rep_(rep),
+        touched_(touched) {}
 
   // Undoes one record; false if it was not undone (reported).
   bool undo(const Record& x);
@@ -230,7 +232,7 @@ class Run {
   // whose real objects the plan removes.
   std::map<std::string, ObjectState> sim_;
   std::vector<std::pair<std::string, std::string>> alias_;
-  std::vector<std::string> gone_;  // rmdir undone: mtime again at the end
+  std::vector<std::string> gone_;        // rmdir undone: mtime again at the end
   const Record* interrupted_ = nullptr;  // the interrupted record undo() resolves, as stored
 };
 
@@ -274,12 +276,9 @@ Result<void> Run::recreate(int dir, const std::string& name, const ObjectState& 
     return r;
   }
   Result<void> r;
-  if (s.type == "dir")
-    r = sys::mkdir_at(dir, name.c_str(), 0700);
-  else if (s.type == "symlink")
-    r = sys::symlink_at(s.target.c_str(), dir, name.c_str());
-  else
-    r = sys::mknod_at(dir, name.c_str(), type_bits(s.type) | 0600, static_cast<dev_t>(s.rdev));
+  if (s.type == "dir") r = sys::mkdir_at(dir, name.c_str(), 0700);
+  else if (s.type == "symlink") r = sys::symlink_at(s.target.c_str(), dir, name.c_str());
+  else r = sys::mknod_at(dir, name.c_str(), type_bits(s.type) | 0600, static_cast<dev_t>(s.rdev));
   if (r) r = set_meta(dir, name, s, true);
   return r;
 }
@@ -301,7 +300,8 @@ Result<void> Run::restore_content(int dir, const std::string& name, const Object
     auto dst = sys::open_at(dir, name.c_str(), O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
     if (!dst) return Errno{dst.error()};
     if (want.size > 0) {
-      auto in = want.hash ? j_.blobs()->open_blob(*want.hash) : Result<sys::UniqueFd>(Errno{ENODATA});
+      auto in =
+          want.hash ? j_.blobs()->open_blob(*want.hash) : Result<sys::UniqueFd>(Errno{ENODATA});
       if (!in) return Errno{in.error()};
       if (auto r = fs::copy_content(in->get(), dst->get()); !r) return r;
     }
@@ -342,7 +342,8 @@ void Run::touch(const RealLoc& loc, const struct stat* a, const struct stat* b) 
 // The real path a view path stands for under the plan, or nullopt if the plan
 // removed it.
 static bool under_or_eq(const std::string& p, const std::string& pre) {
-  return p == pre || (p.size() > pre.size() && p.compare(0, pre.size(), pre) == 0 && p[pre.size()] == '/');
+  return p == pre ||
+         (p.size() > pre.size() && p.compare(0, pre.size(), pre) == 0 && p[pre.size()] == '/');
 }
 
 ObjectState Run::sim_state(const std::string& path) {
@@ -392,7 +393,8 @@ void Run::simulate(const Change& c, const ObjectState& cur) {
     for (auto it = sim_.begin(); it != sim_.end();) {
       if (it->first != c.path2 && under_or_eq(it->first, c.path2))
         moved[c.path + it->first.substr(c.path2.size())] = it->second;
-      it = under_or_eq(it->first, c.path) || under_or_eq(it->first, c.path2) ? sim_.erase(it) : std::next(it);
+      it = under_or_eq(it->first, c.path) || under_or_eq(it->first, c.path2) ? sim_.erase(it)
+                                                                             : std::next(it);
     }
     sim_.merge(moved);
     alias_.insert(alias_.begin(), {c.path, real2});
@@ -412,8 +414,9 @@ bool Run::undo(const Record& x) {
   }
   const Change& c = *norm;
   if (blocked(c)) {
-    rep_.conflicts.emplace_back(x.seq, c.path + ": skipped: a newer change to this path (or one "
-                                                "above or below it) was not rolled back");
+    rep_.conflicts.emplace_back(x.seq, c.path +
+                                           ": skipped: a newer change to this path (or one "
+                                           "above or below it) was not rolled back");
     block(c);
     return false;
   }
@@ -470,7 +473,8 @@ bool Run::undo(const Record& x) {
     } else {
       auto l2 = locate(cfg_, c.path);
       if (!l2) {
-        rep_.failed.emplace_back(x.seq, "cannot reach " + c.path + ": " + std::strerror(l2.error()));
+        rep_.failed.emplace_back(x.seq,
+                                 "cannot reach " + c.path + ": " + std::strerror(l2.error()));
         block(c);
         return false;
       }
@@ -499,7 +503,8 @@ bool Run::undo(const Record& x) {
         loses = "rolling back would exchange it";
       }
     } else if (dest->exists) {
-      std::string w = c.dest_expected ? mismatch(*dest, c.dest_expected) : mismatch(*dest, std::nullopt);
+      std::string w =
+          c.dest_expected ? mismatch(*dest, c.dest_expected) : mismatch(*dest, std::nullopt);
       if (!w.empty()) {
         why = c.path + ": " + w;
         loses = "rolling back would replace it";
@@ -524,11 +529,13 @@ bool Run::undo(const Record& x) {
     if (x.expired)
       rep_.failed.emplace_back(x.seq, "change " + std::to_string(x.seq) +
                                           " is past the retention window; its before-image was "
-                                          "collected by gc: cannot roll back " + where);
+                                          "collected by gc: cannot roll back " +
+                                          where);
     else
-      rep_.failed.emplace_back(x.seq, where + ": before-image not kept" +
-                                          (image->hash ? " (" + image->hash->hex() + ")" : std::string()) +
-                                          ": cannot roll back");
+      rep_.failed.emplace_back(x.seq,
+                               where + ": before-image not kept" +
+                                   (image->hash ? " (" + image->hash->hex() + ")" : std::string()) +
+                                   ": cannot roll back");
     block(c);
     return false;
   }
@@ -565,7 +572,8 @@ bool Run::undo(const Record& x) {
   else if (op == "unlink" || op == "rmdir")
     step.becomes = c.before->type + " " + mode_str(c.before->mode) +
                    (c.before->type == "symlink" ? " -> " + c.before->target : std::string());
-  else if (is_content(op)) step.becomes = "content of " + std::to_string(c.before ? c.before->size : 0) + " bytes";
+  else if (is_content(op))
+    step.becomes = "content of " + std::to_string(c.before ? c.before->size : 0) + " bytes";
   else if (op == "rename")
     step.becomes = "renamed back to " + c.path +
                    (c.victim && c.victim->exists && !(c.flags & RENAME_EXCHANGE)
@@ -575,8 +583,10 @@ bool Run::undo(const Record& x) {
   else if (op == "chown")
     step.becomes = "owner " + std::to_string(c.before ? c.before->uid : 0) + ":" +
                    std::to_string(c.before ? c.before->gid : 0);
-  else if (op == "utimens") step.becomes = "mtime " + std::to_string(c.before ? c.before->mtime_ns : 0);
-  else if (is_xattr(op)) step.becomes = c.xb ? "xattr " + c.path2 + " restored" : "xattr " + c.path2 + " removed";
+  else if (op == "utimens")
+    step.becomes = "mtime " + std::to_string(c.before ? c.before->mtime_ns : 0);
+  else if (is_xattr(op))
+    step.becomes = c.xb ? "xattr " + c.path2 + " restored" : "xattr " + c.path2 + " removed";
   if (!why.empty()) step.becomes += " (forced over: " + why + ")";
   if (interrupted_) step.becomes += " (interrupted change: it reached the real tree)";
   if (dry_run_) {
@@ -598,7 +608,8 @@ bool Run::undo(const Record& x) {
   if (!why.empty()) a.note = "forced over a conflict: " + why;
   if (interrupted_) a.note = std::string(kInterruptedNote) + ": it had reached the real tree";
   if (auto w = j_.intent(a); !w) {
-    rep_.failed.emplace_back(x.seq, std::string("cannot journal the rollback: ") + std::strerror(w.error()));
+    rep_.failed.emplace_back(x.seq, std::string("cannot journal the rollback: ") +
+                                        std::strerror(w.error()));
     block(c);
     return false;
   }
@@ -630,10 +641,13 @@ bool Run::undo(const Record& x) {
     before_rb = *cur;
     r = restore_content(dir, name, *c.before, cur->exists, cur_st, x.seq, before_rb);
   } else if (op == "chmod") {
-    if (c.before->type != "symlink" && ::fchmodat(dir, name.c_str(), c.before->mode, 0) != 0) r = Errno{errno};
+    if (c.before->type != "symlink" && ::fchmodat(dir, name.c_str(), c.before->mode, 0) != 0)
+      r = Errno{errno};
   } else if (op == "chown") {
-    if (::fchownat(dir, name.c_str(), c.before->uid, c.before->gid, AT_SYMLINK_NOFOLLOW) != 0) r = Errno{errno};
-    if (r && c.before->type != "symlink" && ::fchmodat(dir, name.c_str(), c.before->mode, 0) != 0) r = Errno{errno};
+    if (::fchownat(dir, name.c_str(), c.before->uid, c.before->gid, AT_SYMLINK_NOFOLLOW) != 0)
+      r = Errno{errno};
+    if (r && c.before->type != "symlink" && ::fchmodat(dir, name.c_str(), c.before->mode, 0) != 0)
+      r = Errno{errno};
   } else if (op == "utimens") {
     struct timespec tv[2] = {ts_of(c.before->mtime_ns), ts_of(c.before->mtime_ns)};
     tv[0].tv_nsec = UTIME_OMIT;
@@ -643,7 +657,8 @@ bool Run::undo(const Record& x) {
     a.xattr_value = c.xb;
     std::string p = proc_path(dir, name);
     if (c.xb) {
-      if (::lsetxattr(p.c_str(), c.path2.c_str(), c.xb->data(), c.xb->size(), 0) != 0) r = Errno{errno};
+      if (::lsetxattr(p.c_str(), c.path2.c_str(), c.xb->data(), c.xb->size(), 0) != 0)
+        r = Errno{errno};
     } else if (::lremovexattr(p.c_str(), c.path2.c_str()) != 0 && errno != ENODATA) {
       r = Errno{errno};
     }
@@ -664,8 +679,9 @@ bool Run::undo(const Record& x) {
           victim_rb->blob = **k != empty_hash();
         }
       }
-      if (r) r = sys::rename_at2(dir, name.c_str(), d2, loc2->name.c_str(),
-                                 dest && dest->exists ? 0 : RENAME_NOREPLACE);
+      if (r)
+        r = sys::rename_at2(dir, name.c_str(), d2, loc2->name.c_str(),
+                            dest && dest->exists ? 0 : RENAME_NOREPLACE);
       if (r && c.victim && c.victim->exists) r = recreate(dir, name, *c.victim, x.seq);
     }
   } else {
@@ -775,14 +791,16 @@ bool Run::undo_interrupted(const Record& x) {
   shape.path = x.path;
   shape.path2 = x.path2;
   if (blocked(shape)) {
-    rep_.conflicts.emplace_back(x.seq, x.path + ": skipped: a newer change to this path (or one "
-                                                "above or below it) was not rolled back");
+    rep_.conflicts.emplace_back(x.seq, x.path +
+                                           ": skipped: a newer change to this path (or one "
+                                           "above or below it) was not rolled back");
     block(shape);
     return false;
   }
   const std::string& op = x.op;
   const bool two = op == "rename" || op == "link";
-  struct stat st1 {}, st2 {};
+  struct stat st1 {
+  }, st2{};
   auto cur1 = state_at(x.path, &st1);
   Result<ObjectState> cur2 = two ? state_at(x.path2, &st2) : Result<ObjectState>(ObjectState{});
   if (!cur1 || !cur2) {
@@ -982,7 +1000,8 @@ Result<RollbackReport> RollBacker::rollback(const RollbackSelection& sel, bool f
   for (uint64_t id : sel.ids)
     if (std::find(seen_ids.begin(), seen_ids.end(), id) == seen_ids.end())
       rep.unknown.emplace_back(id, "no such record");
-  std::sort(chosen.begin(), chosen.end(), [](const Record& a, const Record& b) { return a.seq > b.seq; });
+  std::sort(chosen.begin(), chosen.end(),
+            [](const Record& a, const Record& b) { return a.seq > b.seq; });
   Run run(cfg_, j_, force, dry_run, who, rep, touched);
   for (const Record& r : chosen) run.undo(r);
   if (!dry_run) run.finish();

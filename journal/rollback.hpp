@@ -85,7 +85,7 @@ struct RollbackReport {
   std::vector<RollbackStep> plan;                           // dry run: what would be done
   std::vector<std::pair<uint64_t, std::string>> conflicts;  // skipped
   std::vector<std::pair<uint64_t, std::string>> failed;
-  std::vector<std::pair<uint64_t, std::string>> unknown;    // ids not rollback-able, and why
+  std::vector<std::pair<uint64_t, std::string>> unknown;  // ids not rollback-able, and why
   std::vector<std::string> notes;
   bool ok() const { return conflicts.empty() && failed.empty() && unknown.empty(); }
 };

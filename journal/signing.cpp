@@ -115,15 +115,19 @@ SigningKey SigningKey::load_or_create(const std::string& state_dir) {
                                std::to_string(st.st_mode & 0777) + "): chmod 600 it");
     // The public half is rewritten if it went missing or does not match.
     auto pub = read_file(pub_path);
-    if (!pub || pub->size() != k.pk_.size() || std::memcmp(pub->data(), k.pk_.data(), k.pk_.size()) != 0)
-      write_new_file(pub_path, std::string(reinterpret_cast<const char*>(k.pk_.data()), k.pk_.size()), 0644);
+    if (!pub || pub->size() != k.pk_.size() ||
+        std::memcmp(pub->data(), k.pk_.data(), k.pk_.size()) != 0)
+      write_new_file(pub_path,
+                     std::string(reinterpret_cast<const char*>(k.pk_.data()), k.pk_.size()), 0644);
     return k;
   }
   if (errno != ENOENT && ::access(key_path.c_str(), F_OK) == 0)
     throw std::runtime_error("cannot read " + key_path + ": " + std::strerror(errno));
   k = generate();
-  write_new_file(key_path, std::string(reinterpret_cast<const char*>(k.sk_.data()), k.sk_.size()), 0600);
-  write_new_file(pub_path, std::string(reinterpret_cast<const char*>(k.pk_.data()), k.pk_.size()), 0644);
+  write_new_file(key_path, std::string(reinterpret_cast<const char*>(k.sk_.data()), k.sk_.size()),
+                 0600);
+  write_new_file(pub_path, std::string(reinterpret_cast<const char*>(k.pk_.data()), k.pk_.size()),
+                 0644);
   return k;
 }
 
@@ -160,7 +164,8 @@ std::optional<PublicKey> parse_public_key_arg(const std::string& arg) {
 
 bool verify_signature(const PublicKey& pk, std::string_view message, const Signature& sig) {
   init_sodium();
-  return crypto_sign_verify_detached(sig.data(), reinterpret_cast<const unsigned char*>(message.data()),
+  return crypto_sign_verify_detached(sig.data(),
+                                     reinterpret_cast<const unsigned char*>(message.data()),
                                      message.size(), pk.data()) == 0;
 }
 

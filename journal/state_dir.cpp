@@ -53,7 +53,8 @@ bool StateDir::wait_unlocked(int timeout_ms) const {
 void StateDir::write_pid(pid_t pid) const {
   // 0644 whatever the umask (the daemon's is 0): only root may name the pid
   // that `scopefs unmount` waits for.
-  int fd = ::open(file("daemon.pid").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+  int fd = ::open(file("daemon.pid").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                  0644);
   if (fd < 0) return;
   ::fchmod(fd, 0644);
   std::string s = std::to_string(pid) + "\n";

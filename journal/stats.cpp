@@ -36,7 +36,9 @@ LatencySummary summarise(std::vector<double>& v) {
 }
 
 struct Hash128Hasher {
-  size_t operator()(const Hash128& h) const { return static_cast<size_t>(h.low ^ (h.high * 0x9e3779b97f4a7c15ULL)); }
+  size_t operator()(const Hash128& h) const {
+    return static_cast<size_t>(h.low ^ (h.high * 0x9e3779b97f4a7c15ULL));
+  }
 };
 
 }  // namespace
@@ -97,7 +99,8 @@ Result<JournalStats> compute_stats(Journal& j, const StatsFilter& f) {
       if (rec.state == RecordState::Applied) ++s.rollbacks;
       if (rec.state == RecordState::Failed) ++s.rollbacks_failed;
     }
-    if ((rec.op == "approve" || rec.op == "reject") && rec.state == RecordState::Applied && rec.ref) {
+    if ((rec.op == "approve" || rec.op == "reject") && rec.state == RecordState::Applied &&
+        rec.ref) {
       if (auto t = held_time(rec.ref)) {
         double secs = static_cast<double>(std::max<int64_t>(rec.time_ns - *t, 0)) / 1e9;
         (rec.op == "approve" ? approve_s : reject_s).push_back(secs);
@@ -142,7 +145,10 @@ void add_disk_usage(JournalStats& s, Journal& j, const std::string& state_dir) {
 namespace {
 
 nlohmann::json latency_json(const LatencySummary& l) {
-  return {{"count", l.count}, {"sum_s", l.sum_s}, {"p50_s", l.p50_s}, {"p95_s", l.p95_s},
+  return {{"count", l.count},
+          {"sum_s", l.sum_s},
+          {"p50_s", l.p50_s},
+          {"p95_s", l.p95_s},
           {"max_s", l.max_s}};
 }
 
@@ -157,11 +163,14 @@ nlohmann::json stats_json(const JournalStats& s) {
   out["last_t"] = s.last_ns;
   out["operations"] = s.operations;
   out["states"] = s.states;
-  out["held"] = {{"total", s.held_total}, {"pending", s.pending}, {"approved", s.approved},
+  out["held"] = {{"total", s.held_total},
+                 {"pending", s.pending},
+                 {"approved", s.approved},
                  {"rejected", s.rejected}};
   out["decision_latency"] = {{"approve", latency_json(s.approve_latency)},
                              {"reject", latency_json(s.reject_latency)}};
-  out["rollbacks"] = {{"applied", s.rollbacks}, {"failed", s.rollbacks_failed},
+  out["rollbacks"] = {{"applied", s.rollbacks},
+                      {"failed", s.rollbacks_failed},
                       {"changes_rolled_back", s.rolled_back}};
   out["denied"] = {{"total", s.denied}, {"by_errno", s.denied_by_errno}};
   out["failed"] = s.failed;
@@ -171,7 +180,9 @@ nlohmann::json stats_json(const JournalStats& s) {
                           {"bytes", s.before_image_bytes},
                           {"distinct", s.before_image_distinct},
                           {"distinct_bytes", s.before_image_distinct_bytes}};
-  out["blob_store"] = {{"files", s.blob_files}, {"bytes", s.blob_bytes}, {"disk_bytes", s.blob_disk_bytes}};
+  out["blob_store"] = {{"files", s.blob_files},
+                       {"bytes", s.blob_bytes},
+                       {"disk_bytes", s.blob_disk_bytes}};
   out["journal_bytes"] = s.journal_bytes;
   return out;
 }
@@ -212,7 +223,8 @@ class PromWriter {
     out_ += type;
     out_ += '\n';
   }
-  void sample(std::string_view name, std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
+  void sample(std::string_view name,
+              std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
               double value) {
     out_ += name;
     out_ += "{task=\"" + task_ + "\"";
@@ -231,7 +243,8 @@ class PromWriter {
   std::string out_;
 };
 
-void summary(PromWriter& w, std::string_view name, std::string_view decision, const LatencySummary& l) {
+void summary(PromWriter& w, std::string_view name, std::string_view decision,
+             const LatencySummary& l) {
   if (l.count) {
     w.sample(name, {{"decision", decision}, {"quantile", "0.5"}}, l.p50_s);
     w.sample(name, {{"decision", decision}, {"quantile", "0.95"}}, l.p95_s);
@@ -249,10 +262,13 @@ std::string stats_prometheus(const JournalStats& s, std::string_view task) {
   w.sample("scopefs_records", d(s.records));
   w.family("scopefs_unreadable_records", "gauge", "Journal records that cannot be decoded.");
   w.sample("scopefs_unreadable_records", d(s.unreadable));
-  w.family("scopefs_operations_total", "counter", "Journal records by operation and outcome (state).");
+  w.family("scopefs_operations_total", "counter",
+           "Journal records by operation and outcome (state).");
   for (const auto& [op, by_state] : s.operations)
-    for (const auto& [state, n] : by_state) w.sample("scopefs_operations_total", {{"op", op}, {"outcome", state}}, d(n));
-  w.family("scopefs_held_changes_total", "counter", "Changes held for approval (pending, approved or rejected).");
+    for (const auto& [state, n] : by_state)
+      w.sample("scopefs_operations_total", {{"op", op}, {"outcome", state}}, d(n));
+  w.family("scopefs_held_changes_total", "counter",
+           "Changes held for approval (pending, approved or rejected).");
   w.sample("scopefs_held_changes_total", d(s.held_total));
   w.family("scopefs_pending_changes", "gauge", "Held changes awaiting a decision.");
   w.sample("scopefs_pending_changes", d(s.pending));
@@ -272,7 +288,8 @@ std::string stats_prometheus(const JournalStats& s, std::string_view task) {
   w.family("scopefs_denied_total", "counter", "Denied attempts.");
   w.sample("scopefs_denied_total", d(s.denied));
   w.family("scopefs_denied_by_errno_total", "counter", "Denied attempts by errno.");
-  for (const auto& [e, n] : s.denied_by_errno) w.sample("scopefs_denied_by_errno_total", {{"errno", e}}, d(n));
+  for (const auto& [e, n] : s.denied_by_errno)
+    w.sample("scopefs_denied_by_errno_total", {{"errno", e}}, d(n));
   w.family("scopefs_failed_total", "counter", "Changes that failed on the real tree.");
   w.sample("scopefs_failed_total", d(s.failed));
   w.family("scopefs_interrupted_total", "counter", "Changes interrupted by a crash.");
@@ -287,12 +304,14 @@ std::string stats_prometheus(const JournalStats& s, std::string_view task) {
   w.sample("scopefs_before_image_bytes", {{"count", "distinct"}}, d(s.before_image_distinct_bytes));
   w.family("scopefs_blob_store_files", "gauge", "Files in the blob store.");
   w.sample("scopefs_blob_store_files", d(s.blob_files));
-  w.family("scopefs_blob_store_bytes", "gauge", "Blob store size: file sizes, and blocks allocated on disk.");
+  w.family("scopefs_blob_store_bytes", "gauge",
+           "Blob store size: file sizes, and blocks allocated on disk.");
   w.sample("scopefs_blob_store_bytes", {{"kind", "apparent"}}, d(s.blob_bytes));
   w.sample("scopefs_blob_store_bytes", {{"kind", "disk"}}, d(s.blob_disk_bytes));
   w.family("scopefs_journal_bytes", "gauge", "Journal (RocksDB) size on disk.");
   w.sample("scopefs_journal_bytes", d(s.journal_bytes));
-  w.family("scopefs_last_record_timestamp_seconds", "gauge", "Time of the last record (epoch seconds).");
+  w.family("scopefs_last_record_timestamp_seconds", "gauge",
+           "Time of the last record (epoch seconds).");
   w.sample("scopefs_last_record_timestamp_seconds", static_cast<double>(s.last_ns) / 1e9);
   return w.take();
 }

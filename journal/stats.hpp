@@ -62,9 +62,9 @@ struct JournalStats {
   LatencySummary approve_latency;
   LatencySummary reject_latency;
 
-  uint64_t rollbacks = 0;        // applied "rollback" records
+  uint64_t rollbacks = 0;         // applied "rollback" records
   uint64_t rollbacks_failed = 0;  // failed "rollback" records
-  uint64_t rolled_back = 0;      // changes in state rolled_back
+  uint64_t rolled_back = 0;       // changes in state rolled_back
   uint64_t denied = 0;
   std::map<std::string, uint64_t> denied_by_errno;  // "EROFS" → attempts
   uint64_t failed = 0;

@@ -6,11 +6,11 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <vector>
-#include <algorithm>
 #include <cstring>
+#include <vector>
 
 namespace scopefs::sys {
 namespace {
@@ -106,8 +106,7 @@ Result<void> rename_at2(int olddir, const char* oldname, int newdir, const char*
   return void_result(::syscall(SYS_renameat2, olddir, oldname, newdir, newname, flags));
 }
 
-Result<void> link_at(int olddir, const char* oldname, int newdir, const char* newname,
-                     int flags) {
+Result<void> link_at(int olddir, const char* oldname, int newdir, const char* newname, int flags) {
   return void_result(::linkat(olddir, oldname, newdir, newname, flags));
 }
 
@@ -240,7 +239,9 @@ Result<void> copy_sparse(int src, int dst) {
   return {};
 }
 
-Result<void> flock_fd(int fd, int op) { return void_result(retry([&] { return ::flock(fd, op); })); }
+Result<void> flock_fd(int fd, int op) {
+  return void_result(retry([&] { return ::flock(fd, op); }));
+}
 
 Result<size_t> getxattr_fd(int fd, const char* name, void* buf, size_t size) {
   ProcPath p(fd);

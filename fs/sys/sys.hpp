@@ -51,11 +51,10 @@ Result<void> symlink_at(const char* target, int dirfd, const char* name);
 Result<void> unlink_at(int dirfd, const char* name, int flags);
 Result<void> rename_at2(int olddir, const char* oldname, int newdir, const char* newname,
                         unsigned flags);
-Result<void> link_at(int olddir, const char* oldname, int newdir, const char* newname,
-                     int flags);
+Result<void> link_at(int olddir, const char* oldname, int newdir, const char* newname, int flags);
 Result<std::string> readlink_at(int dirfd, const char* name);
 
-Result<void> chmod_fd(int fd, mode_t mode);          // works on O_PATH fds
+Result<void> chmod_fd(int fd, mode_t mode);           // works on O_PATH fds
 Result<void> chown_fd(int fd, uid_t uid, gid_t gid);  // works on O_PATH fds, no follow
 Result<void> truncate_fd(int fd, off_t size, bool fd_is_writable);
 Result<void> utimens_at(int dirfd, const char* name, const struct timespec tv[2], int flags);

@@ -46,14 +46,14 @@ using scopefs::config::Rule;
 using scopefs::config::split_path;
 
 [[noreturn]] void fail(const char* what, std::string_view a = {}, std::string_view b = {}) {
-  std::fprintf(stderr, "fuzz invariant violated: %s [%.*s] [%.*s]\n", what, static_cast<int>(a.size()),
-               a.data(), static_cast<int>(b.size()), b.data());
+  std::fprintf(stderr, "fuzz invariant violated: %s [%.*s] [%.*s]\n", what,
+               static_cast<int>(a.size()), a.data(), static_cast<int>(b.size()), b.data());
   std::abort();
 }
 
 // FUZZ_CHECK(condition, what to print...): one or two strings shown on failure.
-#define FUZZ_CHECK(cond, ...)               \
-  do {                                      \
+#define FUZZ_CHECK(cond, ...)              \
+  do {                                     \
     if (!(cond)) fail(#cond, __VA_ARGS__); \
   } while (0)
 
@@ -128,7 +128,9 @@ std::vector<std::string_view> lines_of(std::string_view text) {
   return out;
 }
 
-bool has_wildcards(std::string_view p) { return p.find_first_of("*?[\\") != std::string_view::npos; }
+bool has_wildcards(std::string_view p) {
+  return p.find_first_of("*?[\\") != std::string_view::npos;
+}
 
 // Compiles one pattern and checks what glob.hpp promises of the result.
 std::optional<Glob> compile_checked(std::string_view pattern) {
@@ -141,13 +143,15 @@ std::optional<Glob> compile_checked(std::string_view pattern) {
     return std::nullopt;
   }
   FUZZ_CHECK(g.pattern() == pattern, pattern, g.pattern());
-  FUZZ_CHECK(g.literal_count() >= 0 && static_cast<size_t>(g.literal_count()) <= pattern.size(), pattern);
+  FUZZ_CHECK(g.literal_count() >= 0 && static_cast<size_t>(g.literal_count()) <= pattern.size(),
+             pattern);
   FUZZ_CHECK(!pattern.empty() && pattern.front() != '/' && pattern.back() != '/', pattern);
   if (!has_wildcards(pattern)) {
     // A literal pattern matches exactly the path it spells.
     FUZZ_CHECK(g.matches(pattern), pattern);
     FUZZ_CHECK(!g.matches(std::string(pattern) + "/x"), pattern);
-    FUZZ_CHECK(static_cast<size_t>(g.literal_count()) + split_path(pattern).size() - 1 == pattern.size(),
+    FUZZ_CHECK(static_cast<size_t>(g.literal_count()) + split_path(pattern).size() - 1 ==
+                   pattern.size(),
                pattern);
   }
   return g;
@@ -258,13 +262,15 @@ int fuzz_config(const std::string& text) {
     FUZZ_CHECK(!b.source.empty() && b.source.front() == '/', b.source);
     // Every access level is valid for a bind, stage (held changes) included:
     // it is the default.
-    FUZZ_CHECK(std::find(std::begin(kAllAccess), std::end(kAllAccess), b.access) != std::end(kAllAccess),
+    FUZZ_CHECK(std::find(std::begin(kAllAccess), std::end(kAllAccess), b.access) !=
+                   std::end(kAllAccess),
                b.path);
     paths.push_back(b.path);
     paths.push_back(b.path.empty() ? std::string("x") : b.path + "/x");
   }
   for (const Rule& r : cfg.policy.rules()) {
-    FUZZ_CHECK(std::find(std::begin(kAllAccess), std::end(kAllAccess), r.access) != std::end(kAllAccess),
+    FUZZ_CHECK(std::find(std::begin(kAllAccess), std::end(kAllAccess), r.access) !=
+                   std::end(kAllAccess),
                r.glob.pattern());
     std::string c = concretise(r.glob.pattern());
     paths.push_back(c);

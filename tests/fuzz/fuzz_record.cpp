@@ -38,8 +38,8 @@ bool g_check_json = false;
   std::abort();
 }
 
-#define FUZZ_CHECK(cond) \
-  do {                   \
+#define FUZZ_CHECK(cond)      \
+  do {                        \
     if (!(cond)) fail(#cond); \
   } while (0)
 
@@ -86,7 +86,10 @@ std::vector<Record> seed_records() {
   rn.run = "r";
   rn.op = "rename";
   rn.path = "exports/q1 report.csv";
-  rn.path2 = "exports/\xc3\xbc" "n\xc3\xaf" "code/\xe2\x86\x92 target";  // ünïcode/→
+  rn.path2 =
+      "exports/\xc3\xbc"
+      "n\xc3\xaf"
+      "code/\xe2\x86\x92 target";  // ünïcode/→
   rn.flags = 0x80000001u;
   rn.state = RecordState::Intent;
   rn.caller = CallerInfo{-1, 0xffffffffu, 0, "mv", {}, {}};
@@ -155,7 +158,8 @@ void write_seeds(const char* dir) {
   std::string v = scopefs::journal::encode_record(seed_records()[1]);
   std::ofstream(std::string(dir) + "/seed-bad-version.bin", std::ios::binary)
       << std::string(1, '\x02') << v.substr(1);
-  std::ofstream(std::string(dir) + "/seed-truncated.bin", std::ios::binary) << v.substr(0, v.size() / 2);
+  std::ofstream(std::string(dir) + "/seed-truncated.bin", std::ios::binary)
+      << v.substr(0, v.size() / 2);
   std::exit(0);
 }
 

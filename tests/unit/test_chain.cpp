@@ -165,7 +165,8 @@ TEST_CASE("chain: survives a reopen, truncation is caught by the head file (rock
   rep = verify_journal(*kv, o);
   REQUIRE(!rep.ok());
   bool truncated = false;
-  for (const auto& p : rep.problems) truncated = truncated || p.what.find("truncated") != std::string::npos;
+  for (const auto& p : rep.problems)
+    truncated = truncated || p.what.find("truncated") != std::string::npos;
   CHECK(truncated);
 }
 

@@ -19,8 +19,8 @@ using scopefs::config::Diagnostic;
 using scopefs::config::TaskConfig;
 using scopefs::test::cat;
 using scopefs::test::join_lines;
-using scopefs::test::tstr;
 using scopefs::test::TempDir;
+using scopefs::test::tstr;
 using Lines = std::vector<std::string>;
 
 constexpr const char* kFile = "task.toml";
@@ -70,8 +70,7 @@ struct ConfigFixture {
             "state_dir = " + tstr(state)};
   }
   // [[bind]] header, path, source, then access unless empty.
-  static Lines bind(const std::string& path, const std::string& source,
-                    const std::string& access) {
+  static Lines bind(const std::string& path, const std::string& source, const std::string& access) {
     Lines l{"[[bind]]", "path = " + tstr(path), "source = " + tstr(source)};
     if (!access.empty()) l.push_back("access = " + tstr(access));
     return l;
@@ -109,29 +108,29 @@ TEST_SUITE_BEGIN("config");
 TEST_CASE_FIXTURE(ConfigFixture, "a valid config yields every field") {
   std::string src3 = tmp.mkdir("src3");
   Lines lines = {
-      "[task]",                                // 1
-      "name = \"recon-2024.v1_x\"",            // 2
-      "mountpoint = \"mnt\"",                  // 3: relative to base_dir
-      "state_dir = " + tstr(state + "/"),    // 4: trailing '/' dropped
-      "agent_user = \"root\"",                 // 5
-      "[[bind]]",                              // 6
-      "path = \"data/\"",                      // 7: trailing '/' dropped
-      "source = \"src1\"",                     // 8: relative to base_dir
-      "access = \"read\"",                     // 9
-      "[[bind]]",                              // 10
-      "path = \"out/results\"",                // 11
-      "source = " + tstr(src2),              // 12
-      "access = \"write\"",                    // 13
-      "[[bind]]",                              // 14
-      "path = \"hidden\"",                     // 15
-      "source = " + tstr(src3 + "/"),        // 16
-      "access = \"hide\"",                     // 17
-      "[[rule]]",                              // 18
-      "match = \"**/*.pem\"",                  // 19
-      "access = \"hide\"",                     // 20
-      "[[rule]]",                              // 21
-      "match = \"data/exports/**\"",           // 22
-      "access = \"write\"",                    // 23
+      "[task]",                            // 1
+      "name = \"recon-2024.v1_x\"",        // 2
+      "mountpoint = \"mnt\"",              // 3: relative to base_dir
+      "state_dir = " + tstr(state + "/"),  // 4: trailing '/' dropped
+      "agent_user = \"root\"",             // 5
+      "[[bind]]",                          // 6
+      "path = \"data/\"",                  // 7: trailing '/' dropped
+      "source = \"src1\"",                 // 8: relative to base_dir
+      "access = \"read\"",                 // 9
+      "[[bind]]",                          // 10
+      "path = \"out/results\"",            // 11
+      "source = " + tstr(src2),            // 12
+      "access = \"write\"",                // 13
+      "[[bind]]",                          // 14
+      "path = \"hidden\"",                 // 15
+      "source = " + tstr(src3 + "/"),      // 16
+      "access = \"hide\"",                 // 17
+      "[[rule]]",                          // 18
+      "match = \"**/*.pem\"",              // 19
+      "access = \"hide\"",                 // 20
+      "[[rule]]",                          // 21
+      "match = \"data/exports/**\"",       // 22
+      "access = \"write\"",                // 23
   };
   TaskConfig cfg = parse(lines);
   CHECK(cfg.file == kFile);
@@ -309,11 +308,9 @@ TEST_CASE_FIXTURE(ConfigFixture, "sibling bind paths and sources sharing a prefi
 TEST_CASE("load_config reads a file and resolves relative paths against its directory") {
   TempDir tmp;
   std::string src = tmp.mkdir("src");
-  std::string path = tmp.file("t.toml", join_lines({"[task]", "name = \"t\"",
-                                                            "mountpoint = \"m\"",
-                                                            "state_dir = \"s\"", "[[bind]]",
-                                                            "path = \"d\"", "source = \"src\"",
-                                                            "access = \"read\""}));
+  std::string path = tmp.file("t.toml", join_lines({"[task]", "name = \"t\"", "mountpoint = \"m\"",
+                                                    "state_dir = \"s\"", "[[bind]]", "path = \"d\"",
+                                                    "source = \"src\"", "access = \"read\""}));
   TaskConfig cfg = scopefs::config::load_config(path);
   CHECK(cfg.file == path);
   CHECK(cfg.mountpoint == tmp.at("m"));
@@ -426,8 +423,8 @@ TEST_CASE_FIXTURE(ConfigFixture, "an empty mountpoint is an error at its value")
 }
 
 TEST_CASE_FIXTURE(ConfigFixture, "an unknown agent_user is an error at its value") {
-  auto d = errors(cat({task(), {"agent_user = \"no-such-user-scopefs\""},
-                       bind("data", src1, "read")}));
+  auto d =
+      errors(cat({task(), {"agent_user = \"no-such-user-scopefs\""}, bind("data", src1, "read")}));
   check_one(d, 5, 14, "agent_user 'no-such-user-scopefs' is not a known user");
 }
 
@@ -477,8 +474,8 @@ TEST_CASE_FIXTURE(ConfigFixture, "a bad bind access value is an error at its val
     check_one(d, 8, 10, "access must be one of hide, read, stage, write (got 'rw')");
   }
   SUBCASE("not a string") {
-    auto d = errors(cat({task(), {"[[bind]]", "path = \"data\"", "source = " + tstr(src1),
-                                  "access = 3"}}));
+    auto d = errors(
+        cat({task(), {"[[bind]]", "path = \"data\"", "source = " + tstr(src1), "access = 3"}}));
     check_one(d, 8, 10, "a non-string");
   }
 }
@@ -578,7 +575,8 @@ TEST_CASE_FIXTURE(ConfigFixture, "a bind source that is not a directory is an er
   check_one(d, 7, 10, "is not a directory");
 }
 
-TEST_CASE_FIXTURE(ConfigFixture, "a mountpoint inside a bind source is an error at the mountpoint") {
+TEST_CASE_FIXTURE(ConfigFixture,
+                  "a mountpoint inside a bind source is an error at the mountpoint") {
   Lines t = task();
   t[2] = "mountpoint = " + tstr(src1 + "/view");
   auto d = errors(cat({t, bind("data", src1, "read")}));
@@ -730,8 +728,7 @@ TEST_CASE_FIXTURE(ConfigFixture,
   check_one(d, 10, 15, "unclosed '['");
 }
 
-TEST_CASE_FIXTURE(ConfigFixture,
-                  "a bad glob after a non-ASCII character points at the character") {
+TEST_CASE_FIXTURE(ConfigFixture, "a bad glob after a non-ASCII character points at the character") {
   // TOML++ counts columns in characters (code points), as for every other
   // diagnostic: in match = "\u00e9/[a" the '[' is at column 12, although it
   // is at byte offset 3 of the pattern.
@@ -862,8 +859,8 @@ TEST_CASE_FIXTURE(ConfigFixture, "[task] retention defaults to 7 days and takes 
 }
 
 TEST_CASE_FIXTURE(ConfigFixture, "a bad retention is an error at its value") {
-  for (const char* bad : {"7", "d", "7w", "-1d", "0s", "1.5h", " 7d", "7 d", "",
-                          "99999999999999999999d"}) {
+  for (const char* bad :
+       {"7", "d", "7w", "-1d", "0s", "1.5h", " 7d", "7 d", "", "99999999999999999999d"}) {
     Lines l = task();
     l.push_back(std::string("retention = ") + tstr(bad));  // line 5; the content at column 14
     auto d = errors(cat({l, bind("data", src1, "read")}));

@@ -43,7 +43,8 @@ struct GcFixture {
                                   o, false);
   }
   Hash128 blob(const std::string& content) {
-    std::string p = tmp.file("src/" + std::to_string(content.size()) + content.substr(0, 4), content);
+    std::string p =
+        tmp.file("src/" + std::to_string(content.size()) + content.substr(0, 4), content);
     int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
     REQUIRE(fd >= 0);
     auto h = j->blobs()->put_copy(fd);
@@ -65,10 +66,8 @@ struct GcFixture {
     r.before = b;
     REQUIRE(j->intent(r));
     r.state = state;
-    if (state == RecordState::Held)
-      REQUIRE(j->append_with(r, KvTxn{}));
-    else if (state != RecordState::Intent)
-      REQUIRE(j->complete(r));
+    if (state == RecordState::Held) REQUIRE(j->append_with(r, KvTxn{}));
+    else if (state != RecordState::Intent) REQUIRE(j->complete(r));
     age(r.seq, age_s);
     return r.seq;
   }
@@ -200,7 +199,8 @@ TEST_CASE_FIXTURE(GcFixture, "unreferenced blob files and old temporaries are sw
   CHECK(::access(t.c_str(), F_OK) != 0);
 }
 
-TEST_CASE_FIXTURE(GcFixture, "a young unreferenced blob stays (a change may be about to count it)") {
+TEST_CASE_FIXTURE(GcFixture,
+                  "a young unreferenced blob stays (a change may be about to count it)") {
   Hash128 fresh = blob("fresh");
   GcOptions o;
   o.retention_s = kDay;

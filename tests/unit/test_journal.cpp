@@ -56,10 +56,11 @@ namespace fsys = std::filesystem;
 constexpr const char* kHelloHash = "6bba86c7e069f56d5a10b435f1c8e49c";
 constexpr const char* kEmptyHash = "99aa06d3014798d86001c324468d497f";
 
-const std::vector<std::string> kOps = {
-    "create", "mknod",  "mkdir",    "symlink",   "link",     "unlink",          "rmdir",
-    "rename", "chmod",  "chown",    "truncate",  "utimens",  "write",           "fallocate",
-    "copy_file_range", "setxattr", "removexattr", "mount", "unmount"};
+const std::vector<std::string> kOps = {"create",      "mknod",     "mkdir",           "symlink",
+                                       "link",        "unlink",    "rmdir",           "rename",
+                                       "chmod",       "chown",     "truncate",        "utimens",
+                                       "write",       "fallocate", "copy_file_range", "setxattr",
+                                       "removexattr", "mount",     "unmount"};
 const std::vector<RecordState> kStates = {RecordState::Intent, RecordState::Applied,
                                           RecordState::Failed, RecordState::Denied,
                                           RecordState::Interrupted};
@@ -548,9 +549,9 @@ TEST_CASE("journal: a corrupt or future-version record is passed to scan with it
     submit(j.kv(), t);
     std::vector<std::pair<uint64_t, int>> seen;
     REQUIRE(j.scan(1, [&](const Record& r, int err) {
-                 seen.emplace_back(r.seq, err);
-                 return true;
-               }).ok());
+               seen.emplace_back(r.seq, err);
+               return true;
+             }).ok());
     CHECK(seen == std::vector<std::pair<uint64_t, int>>{{1, 0}, {2, EBADMSG}, {3, EPROTO}});
     CHECK(j.get(2).error() == EBADMSG);
     CHECK(j.get(3).error() == EPROTO);
@@ -824,7 +825,7 @@ TEST_CASE("record: a corrupt value is EBADMSG, an unknown schema version EPROTO"
   Record r = full_record("rename", RecordState::Applied);
   std::string v = encode_record(r);
   CHECK(decode_record("").error() == EBADMSG);
-  CHECK(decode_record(std::string(1, '\x01')).error() == EBADMSG);  // version only
+  CHECK(decode_record(std::string(1, '\x01')).error() == EBADMSG);     // version only
   CHECK(decode_record(v.substr(0, v.size() / 2)).error() == EBADMSG);  // truncated
   CHECK(decode_record(std::string("\x01\xff\xff\xff", 4)).error() == EBADMSG);
   std::string flipped = v;
@@ -860,8 +861,8 @@ TEST_CASE("record: keys sort by sequence and map back") {
   CHECK(record_key(1) < record_key(2));
   CHECK(record_key(255) < record_key(256));
   CHECK(record_key(0xffffffffULL) < record_key(0x100000000ULL));
-  for (uint64_t s : {uint64_t{0}, uint64_t{1}, uint64_t{256}, uint64_t{0x0102030405060708ULL},
-                     UINT64_MAX}) {
+  for (uint64_t s :
+       {uint64_t{0}, uint64_t{1}, uint64_t{256}, uint64_t{0x0102030405060708ULL}, UINT64_MAX}) {
     auto back = seq_of_key(record_key(s));
     REQUIRE(back.has_value());
     CHECK(*back == s);
@@ -932,7 +933,9 @@ TEST_CASE("hash: hash_fd of a sparse file equals the hash of its bytes") {
       {"hole then data then hole", {{4 * MiB, "abc"}}, 10 * MiB},
       {"data then hole to EOF", {{0, "head"}}, 3 * MiB + 17},
       {"only a hole", {}, 5 * MiB},
-      {"holes between data", {{0, "a"}, {2 * MiB, std::string(70000, 'x')}, {7 * MiB - 1, "z"}}, 7 * MiB},
+      {"holes between data",
+       {{0, "a"}, {2 * MiB, std::string(70000, 'x')}, {7 * MiB - 1, "z"}},
+       7 * MiB},
       {"empty", {}, 0},
       {"dense", {{0, std::string(3 * MiB + 5, 'q')}}, 3 * MiB + 5},
   };

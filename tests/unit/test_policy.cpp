@@ -43,7 +43,8 @@ CompileError compile_error(const std::string& pattern) {
 
 Policy policy(std::initializer_list<std::pair<const char*, Access>> rules) {
   std::vector<Rule> out;
-  for (const auto& [pattern, access] : rules) out.push_back(Rule{glob(pattern), access, std::nullopt});
+  for (const auto& [pattern, access] : rules)
+    out.push_back(Rule{glob(pattern), access, std::nullopt});
   return Policy(std::move(out));
 }
 
@@ -120,7 +121,6 @@ TEST_CASE("character classes: ranges, sets and negation") {
   CHECK(bracket.matches("]z"));
   CHECK(bracket.matches("az"));
   CHECK_FALSE(bracket.matches("bz"));
-
 }
 
 TEST_CASE("a backslash escapes the next character") {
@@ -377,8 +377,7 @@ TEST_CASE("subtree_may_differ is false only for name-based '**/name' rules") {
   CHECK(policy({{"work/**", Access::Write}}).subtree_may_differ("work/a", "work/b"));
   CHECK(policy({{"a/b", Access::Read}}).subtree_may_differ("x", "y"));
   CHECK(policy({{"**/a/b", Access::Read}}).subtree_may_differ("x", "y"));
-  CHECK(policy({{"**/*.pem", Access::Hide}, {"data", Access::Read}})
-            .subtree_may_differ("x", "y"));
+  CHECK(policy({{"**/*.pem", Access::Hide}, {"data", Access::Read}}).subtree_may_differ("x", "y"));
 }
 
 TEST_SUITE_END();

@@ -95,9 +95,9 @@ std::vector<uint64_t> brute_force(Journal& j, const QueryFilter& f) {
   REQUIRE(Query::compile(f, q, err));
   std::vector<uint64_t> out;
   REQUIRE(j.scan(1, [&](const Record& rec, int) {
-               if (q.matches(rec)) out.push_back(rec.seq);
-               return true;
-             }).ok());
+             if (q.matches(rec)) out.push_back(rec.seq);
+             return true;
+           }).ok());
   return out;
 }
 
@@ -110,7 +110,8 @@ Record change(const std::string& op, const std::string& path, RecordState st, ui
   return r;
 }
 
-const char* kDirs[] = {"in", "in/2024", "in/2025", "out", "out/reports", "tmp", "a b", "in/2024/q1"};
+const char* kDirs[] = {"in",          "in/2024", "in/2025", "out",
+                       "out/reports", "tmp",     "a b",     "in/2024/q1"};
 const char* kNames[] = {"x.csv", "y.csv", "z.txt", "r.md", ".env", "k.pem"};
 
 // A random workload: intents completed (or left open), appends, held changes
@@ -124,8 +125,11 @@ std::vector<int64_t> random_journal(Store& s, int runs, int per_run, uint64_t se
     Journal& j = (run == 0 || s.rocks) ? s.open("run" + std::to_string(run)) : *s.j;
     for (int i = 0; i < per_run; ++i) {
       int dice = static_cast<int>(pick(10));
-      Record r = change(dice < 2 ? "rename" : dice < 3 ? "link" : dice < 6 ? "write" : "create", path(),
-                        RecordState::Applied, pick(3) == 0 ? 0 : 1000);
+      Record r = change(dice < 2   ? "rename"
+                        : dice < 3 ? "link"
+                        : dice < 6 ? "write"
+                                   : "create",
+                        path(), RecordState::Applied, pick(3) == 0 ? 0 : 1000);
       if (r.op == "rename" || r.op == "link") r.path2 = path();
       if (dice == 9) {
         r.op = "setxattr";
@@ -277,7 +281,8 @@ TEST_CASE("query: the planner takes the narrowest index, and scans when none hel
     Journal& j = s.open("r1");
     // 400 records across 40 directories; one directory's file written often.
     for (int i = 0; i < 400; ++i) {
-      Record r = change("write", "d" + std::to_string(i % 40) + "/f" + std::to_string(i % 7), RecordState::Applied);
+      Record r = change("write", "d" + std::to_string(i % 40) + "/f" + std::to_string(i % 7),
+                        RecordState::Applied);
       REQUIRE(j.append(r).ok());
     }
     Record h = change("unlink", "d3/f1", RecordState::Held);
@@ -391,7 +396,8 @@ TEST_CASE("query: a journal without the time and run indexes scans, then is back
     }
     KvTxn old;
     for (uint64_t seq = 1; seq <= 30; ++seq) {
-      Record r = change(seq % 2 ? "write" : "rename", "old/f" + std::to_string(seq % 5), RecordState::Applied);
+      Record r = change(seq % 2 ? "write" : "rename", "old/f" + std::to_string(seq % 5),
+                        RecordState::Applied);
       if (r.op == "rename") r.path2 = "old/g" + std::to_string(seq % 5);
       r.seq = seq;
       r.time_ns = 1700000000000000000 + static_cast<int64_t>(seq) * 1000000000;

@@ -14,9 +14,11 @@ std::string with_version(const nlohmann::json& j) {
   return std::string(1, static_cast<char>(kSchemaVersion)) + std::string(cbor.begin(), cbor.end());
 }
 nlohmann::json minimal() {
-  return {{"seq", 1},    {"t", 2},     {"task", "t"}, {"run", "r"},     {"op", "create"},
-          {"path", "p"}, {"flags", 0}, {"err", 0},    {"state", "applied"},
-          {"caller", {{"pid", 1}, {"uid", 0}, {"gid", 0}, {"comm", "c"}}}};
+  return {{"seq", 1},           {"t", 2},
+          {"task", "t"},        {"run", "r"},
+          {"op", "create"},     {"path", "p"},
+          {"flags", 0},         {"err", 0},
+          {"state", "applied"}, {"caller", {{"pid", 1}, {"uid", 0}, {"gid", 0}, {"comm", "c"}}}};
 }
 }  // namespace
 

@@ -96,7 +96,8 @@ std::vector<std::string> undo_keys(const Undo& undo) {
 // Names in a directory of the real tree, sorted ('.' and '..' left out).
 std::vector<std::string> dir_names(const std::string& dir) {
   std::vector<std::string> out;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) out.push_back(e.path().filename().string());
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    out.push_back(e.path().filename().string());
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -294,10 +295,8 @@ struct StageView {
         REQUIRE(t.ok());
         content = *t;
       }
-      if (S_ISDIR(e->attr.st_mode))
-        view_walk(e->node, p, out);
-      else
-        out[p] = describe(attr(e->node), content);
+      if (S_ISDIR(e->attr.st_mode)) view_walk(e->node, p, out);
+      else out[p] = describe(attr(e->node), content);
       view->forget(e->node, 1);
     }
   }
@@ -327,8 +326,9 @@ struct StageView {
     Decider d(cfg, *journal, *stage);
     d.busy = [this](const ObjId& id) { return view->obj_busy(id); };
     Touched touched;
-    auto rep = approve ? d.approve(sel, force, with_deps, CallerInfo{1, 0, 0, "admin", {}, {}}, touched)
-                       : d.reject(sel, with_deps, CallerInfo{1, 0, 0, "admin", {}, {}}, touched);
+    auto rep = approve
+                   ? d.approve(sel, force, with_deps, CallerInfo{1, 0, 0, "admin", {}, {}}, touched)
+                   : d.reject(sel, with_deps, CallerInfo{1, 0, 0, "admin", {}, {}}, touched);
     INFO("decision errno ", rep.error());
     REQUIRE(rep.ok());
     view->stage_changed(touched.objs, touched.names);
@@ -434,9 +434,10 @@ TEST_CASE("stage: entry and object keys parse back, with any name bytes") {
   std::string every;  // every byte but '\0' and '/'
   for (int i = 1; i < 256; ++i)
     if (i != '/') every.push_back(static_cast<char>(i));
-  const std::vector<std::string> names = {"a", "file.txt", "\xff\xfe\x80", every,
-                                          std::string(255, '\x01'), "s/o/", "with space"};
-  const std::vector<ObjId> dirs = {ObjId{0, 1}, ObjId{1, 2}, ObjId{0xffffffffU, 0xffffffffffffffffULL},
+  const std::vector<std::string> names = {
+      "a", "file.txt", "\xff\xfe\x80", every, std::string(255, '\x01'), "s/o/", "with space"};
+  const std::vector<ObjId> dirs = {ObjId{0, 1}, ObjId{1, 2},
+                                   ObjId{0xffffffffU, 0xffffffffffffffffULL},
                                    ObjId{2, 0x2f2f2f2f2f2f2f2fULL}};  // '/' bytes in the id
   for (const auto& dir : dirs) {
     for (const auto& name : names) {
@@ -483,7 +484,8 @@ TEST_CASE("stage: entry and object keys parse back, with any name bytes") {
 // ---------------------------------------------------------------------------
 // Undo logs
 
-TEST_CASE("stage: set_entry and set_obj keep each key's first old value; the undo restores the state") {
+TEST_CASE(
+    "stage: set_entry and set_obj keep each key's first old value; the undo restores the state") {
   TempDir tmp;
   StageLayer s(tmp.at("stage"));
   CHECK(s.empty());
@@ -501,13 +503,13 @@ TEST_CASE("stage: set_entry and set_obj keep each key's first old value; the und
   REQUIRE(before.size() == 2);
 
   StageLog log;
-  s.set_entry(dir, "a", StageEntry{true, {}, 0}, log);                 // existed: whiteout
-  s.set_entry(dir, "a", StageEntry{false, up, S_IFREG}, log);          // again: undo unchanged
-  s.set_entry(dir, "b", StageEntry{false, up, S_IFREG}, log);          // new
-  s.set_obj(up, StageObj{3, 1, false, S_IFREG, ""}, log);              // new
-  s.set_obj(up, StageObj{3, 2, false, S_IFREG, ""}, log);              // again
-  s.set_obj(lower, std::nullopt, log);                                 // existed: removed
-  s.set_entry(dir, "c", std::nullopt, log);                            // absent, stays absent
+  s.set_entry(dir, "a", StageEntry{true, {}, 0}, log);         // existed: whiteout
+  s.set_entry(dir, "a", StageEntry{false, up, S_IFREG}, log);  // again: undo unchanged
+  s.set_entry(dir, "b", StageEntry{false, up, S_IFREG}, log);  // new
+  s.set_obj(up, StageObj{3, 1, false, S_IFREG, ""}, log);      // new
+  s.set_obj(up, StageObj{3, 2, false, S_IFREG, ""}, log);      // again
+  s.set_obj(lower, std::nullopt, log);                         // existed: removed
+  s.set_entry(dir, "c", std::nullopt, log);                    // absent, stays absent
 
   const std::string ka = StageLayer::entry_key(dir, "a");
   const std::string kb = StageLayer::entry_key(dir, "b");
@@ -575,7 +577,8 @@ TEST_CASE("stage: apply_raw and load_key: foreign keys, next upper numbers") {
   uint64_t first = s.new_upper();
   CHECK(s.new_upper() == first + 1);
   // An object with upper copy 40 moves the next number past it.
-  REQUIRE(s.apply_raw(StageLayer::obj_key(ObjId{1, 9}), scopefs::fs::encode_obj(StageObj{40, 1, false, S_IFREG, ""})));
+  REQUIRE(s.apply_raw(StageLayer::obj_key(ObjId{1, 9}),
+                      scopefs::fs::encode_obj(StageObj{40, 1, false, S_IFREG, ""})));
   CHECK(s.new_upper() == 41);
   // The persisted next number, loaded back, is where a fresh layer continues.
   std::string next = s.next_value();
@@ -584,13 +587,15 @@ TEST_CASE("stage: apply_raw and load_key: foreign keys, next upper numbers") {
   CHECK(t.new_upper() == 42);
   CHECK(t.empty());
   // load_key of ordinary keys fills the maps.
-  t.load_key(StageLayer::entry_key(ObjId{1, 1}, "n"), scopefs::fs::encode_entry(StageEntry{true, {}, 0}));
+  t.load_key(StageLayer::entry_key(ObjId{1, 1}, "n"),
+             scopefs::fs::encode_entry(StageEntry{true, {}, 0}));
   REQUIRE(t.entry(ObjId{1, 1}, "n") != nullptr);
   CHECK(t.entry(ObjId{1, 1}, "n")->whiteout);
   CHECK(t.active());
 }
 
-TEST_CASE("stage: claim_pending moves a pending copy-up's undo into the first log that touches it") {
+TEST_CASE(
+    "stage: claim_pending moves a pending copy-up's undo into the first log that touches it") {
   TempDir tmp;
   StageLayer s(tmp.at("stage"));
   const ObjId obj{1, 500};
@@ -636,7 +641,8 @@ TEST_CASE("stage: claim_pending moves a pending copy-up's undo into the first lo
   CHECK(s.empty());
 }
 
-TEST_CASE("stage: claim_pending keeps the value from before the copy-up when the log changed the key too") {
+TEST_CASE(
+    "stage: claim_pending keeps the value from before the copy-up when the log changed the key too") {
   // A file open for writing (pending copy-up) gets a second name or loses
   // one: link/unlink change the object's key (link count) in their own log,
   // whose undo then holds the value *after* the copy-up. Claiming the copy-up
@@ -676,7 +682,8 @@ TEST_CASE("stage: orphans lists upper files no object state refers to") {
   StageLayer s(tmp.at("stage"));
   const int od = s.obj_dirfd();
   auto make_file = [&](uint64_t n) {
-    int fd = ::openat(od, StageLayer::upper_name(n).c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    int fd = ::openat(od, StageLayer::upper_name(n).c_str(),
+                      O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
     REQUIRE(fd >= 0);
     ::close(fd);
   };
@@ -694,9 +701,9 @@ TEST_CASE("stage: orphans lists upper files no object state refers to") {
   ::close(fd);
 
   StageLog log;
-  s.set_obj(ObjId{0, 1}, StageObj{1, 1, false, S_IFREG, ""}, log);            // an upper object
-  s.set_obj(ObjId{1, 77}, StageObj{0x1f, 1, false, S_IFREG, ""}, log);        // a lower one's copy
-  s.set_obj(ObjId{1, 78}, StageObj{0, 0, false, S_IFREG, "h"}, log);          // no copy
+  s.set_obj(ObjId{0, 1}, StageObj{1, 1, false, S_IFREG, ""}, log);      // an upper object
+  s.set_obj(ObjId{1, 77}, StageObj{0x1f, 1, false, S_IFREG, ""}, log);  // a lower one's copy
+  s.set_obj(ObjId{1, 78}, StageObj{0, 0, false, S_IFREG, "h"}, log);    // no copy
   // An entry alone does not keep an upper file.
   s.set_entry(ObjId{1, 5}, "x", StageEntry{false, ObjId{0, 2}, S_IFREG}, log);
   auto o = s.orphans();
@@ -723,7 +730,8 @@ TEST_CASE("stage: copy_content copies a sparse 3 MiB file exactly") {
     int fd = ::open(src_path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
     REQUIRE(fd >= 0);
     REQUIRE(::pwrite(fd, a.data(), a.size(), 0) == static_cast<ssize_t>(a.size()));
-    REQUIRE(::pwrite(fd, c.data(), c.size(), static_cast<off_t>(2 * kMiB)) == static_cast<ssize_t>(c.size()));
+    REQUIRE(::pwrite(fd, c.data(), c.size(), static_cast<off_t>(2 * kMiB)) ==
+            static_cast<ssize_t>(c.size()));
     REQUIRE(::ftruncate(fd, static_cast<off_t>(3 * kMiB)) == 0);
     ::close(fd);
   }
@@ -733,7 +741,8 @@ TEST_CASE("stage: copy_content copies a sparse 3 MiB file exactly") {
   std::string dst_dir = tmp.path();
   SUBCASE("on the same filesystem") {}
   SUBCASE("onto another filesystem (copy_file_range may refuse: plain copy)") {
-    struct stat a_st {}, b_st {};
+    struct stat a_st {
+    }, b_st{};
     if (::stat("/dev/shm", &b_st) != 0 || ::stat(tmp.path().c_str(), &a_st) != 0 ||
         a_st.st_dev == b_st.st_dev || ::access("/dev/shm", W_OK) != 0) {
       MESSAGE("no writable /dev/shm on another filesystem: same filesystem only");
@@ -812,10 +821,8 @@ TEST_CASE("stage: copy_xattrs copies user xattrs, values of any bytes and size")
   // than the first list buffer (4096), where the filesystem takes them.
   std::string big(6000, 'z');
   for (size_t i = 0; i < big.size(); i += 7) big[i] = static_cast<char>(i & 0xff);
-  if (::fsetxattr(sfd, "user.big", big.data(), big.size(), 0) == 0)
-    want["user.big"] = big;
-  else
-    MESSAGE("a 6000-byte xattr value is refused here (errno " << errno << ")");
+  if (::fsetxattr(sfd, "user.big", big.data(), big.size(), 0) == 0) want["user.big"] = big;
+  else MESSAGE("a 6000-byte xattr value is refused here (errno " << errno << ")");
   std::vector<std::string> many;
   for (int i = 0; i < 300; ++i) {
     char name[64];
@@ -918,7 +925,8 @@ TEST_CASE("stage: related() — paths equal, above or below; not siblings or nam
       {rec("write", "a/b"), rec("write", "a/bc"), false, "name prefix below"},
       {rec("write", "a/b"), rec("write", "a/b.txt"), false, "name prefix with a dot"},
       {rec("symlink", "d/ln", "x"), rec("write", "x"), false, "a symlink target is not a path"},
-      {rec("setxattr", "d/f", "user.x"), rec("write", "user.x"), false, "an xattr name is not a path"},
+      {rec("setxattr", "d/f", "user.x"), rec("write", "user.x"), false,
+       "an xattr name is not a path"},
       {rec("rename", "a", "b"), rec("write", "c"), false, "rename elsewhere"},
   };
   for (const auto& c : cases) {
@@ -997,7 +1005,9 @@ TEST_CASE("stage: a selection must include what it builds on; unknown ids are re
 // ---------------------------------------------------------------------------
 // The view with a stage layer
 
-TEST_CASE_FIXTURE(StageView, "stage: held changes show in the view and leave the real tree alone; approve --all applies them") {
+TEST_CASE_FIXTURE(
+    StageView,
+    "stage: held changes show in the view and leave the real tree alone; approve --all applies them") {
   const KeyMap real_before = real_tree(src());
   Inode* data = walk("data");
   // The real file's inode number as the view reports it, before its copy-up.
@@ -1012,8 +1022,8 @@ TEST_CASE_FIXTURE(StageView, "stage: held changes show in the view and leave the
 
   // The real tree did not change at all.
   CHECK(real_tree(src()) == real_before);
-  CHECK(dir_names(src()) ==
-        std::vector<std::string>{"dir", "f.txt", "gone.txt", "hl.txt", "keep.txt", "mode.txt", "pa.txt", "pb.txt"});
+  CHECK(dir_names(src()) == std::vector<std::string>{"dir", "f.txt", "gone.txt", "hl.txt",
+                                                     "keep.txt", "mode.txt", "pa.txt", "pb.txt"});
 
   // The view shows the changes.
   CHECK(names(data) == "f.txt,hl.txt,hl2.txt,keep.txt,mode.txt,moved,new.txt,newdir,pa.txt");
@@ -1049,10 +1059,16 @@ TEST_CASE_FIXTURE(StageView, "stage: held changes show in the view and leave the
   auto h = held();
   std::vector<std::pair<std::string, std::string>> ops;
   for (const auto& r : h) ops.emplace_back(r.op, r.path);
-  for (const auto& want : std::vector<std::pair<std::string, std::string>>{
-           {"write", "data/f.txt"}, {"create", "data/new.txt"}, {"write", "data/new.txt"},
-           {"mkdir", "data/newdir"}, {"rename", "data/dir"}, {"unlink", "data/gone.txt"},
-           {"link", "data/hl.txt"}, {"unlink", "data/pb.txt"}, {"chmod", "data/mode.txt"}}) {
+  for (const auto& want :
+       std::vector<std::pair<std::string, std::string>>{{"write", "data/f.txt"},
+                                                        {"create", "data/new.txt"},
+                                                        {"write", "data/new.txt"},
+                                                        {"mkdir", "data/newdir"},
+                                                        {"rename", "data/dir"},
+                                                        {"unlink", "data/gone.txt"},
+                                                        {"link", "data/hl.txt"},
+                                                        {"unlink", "data/pb.txt"},
+                                                        {"chmod", "data/mode.txt"}}) {
     CAPTURE(want.first);
     CAPTURE(want.second);
     CHECK(std::find(ops.begin(), ops.end(), want) != ops.end());
@@ -1081,7 +1097,8 @@ TEST_CASE_FIXTURE(StageView, "stage: held changes show in the view and leave the
   CHECK(upper_files().empty());
   CHECK(persisted_stage().empty());
   // The real tree: hl.txt and hl2.txt are one inode; pb.txt is gone.
-  struct stat a {}, b {};
+  struct stat a {
+  }, b{};
   REQUIRE(::lstat(tmp.at("src/hl.txt").c_str(), &a) == 0);
   REQUIRE(::lstat(tmp.at("src/hl2.txt").c_str(), &b) == 0);
   CHECK(a.st_ino == b.st_ino);
@@ -1089,7 +1106,8 @@ TEST_CASE_FIXTURE(StageView, "stage: held changes show in the view and leave the
   CHECK(read_file(tmp.at("src/moved/inner.txt")) == "inner");
 }
 
-TEST_CASE_FIXTURE(StageView, "stage: after a remount the overlay loaded from the journal shows the same view") {
+TEST_CASE_FIXTURE(
+    StageView, "stage: after a remount the overlay loaded from the journal shows the same view") {
   const KeyMap real_before = real_tree(src());
   make_changes();
   const KeyMap shown = view_tree();
@@ -1129,7 +1147,9 @@ TEST_CASE_FIXTURE(StageView, "stage: after a remount the overlay loaded from the
   CHECK(upper_files().empty());
 }
 
-TEST_CASE_FIXTURE(StageView, "stage: real hard links share one copied-up object; approve rewrites the inode in place") {
+TEST_CASE_FIXTURE(
+    StageView,
+    "stage: real hard links share one copied-up object; approve rewrites the inode in place") {
   Inode* data = walk("data");
   struct stat real_pa {};
   REQUIRE(::lstat(tmp.at("src/pa.txt").c_str(), &real_pa) == 0);
@@ -1155,7 +1175,8 @@ TEST_CASE_FIXTURE(StageView, "stage: real hard links share one copied-up object;
   for (const auto& [id, why] : rep.failed) MESSAGE("failed " << id << ": " << why);
   CHECK(rep.ok());
   CHECK(real_tree(src()) == shown);
-  struct stat a {}, b {};
+  struct stat a {
+  }, b{};
   REQUIRE(::lstat(tmp.at("src/pa.txt").c_str(), &a) == 0);
   REQUIRE(::lstat(tmp.at("src/pb.txt").c_str(), &b) == 0);
   CHECK(a.st_ino == real_pa.st_ino);  // rewritten in place: still the same inode
@@ -1164,7 +1185,8 @@ TEST_CASE_FIXTURE(StageView, "stage: real hard links share one copied-up object;
   CHECK(view_tree() == shown);
 }
 
-TEST_CASE_FIXTURE(StageView, "stage: rejecting the newest change on a copied-up file keeps the older one") {
+TEST_CASE_FIXTURE(StageView,
+                  "stage: rejecting the newest change on a copied-up file keeps the older one") {
   Inode* data = walk("data");
   Inode* f = lookup(data, "f.txt");
   write(f, "ab", 0);
@@ -1227,7 +1249,8 @@ TEST_CASE_FIXTURE(StageView, "stage: reject --all brings the view back to the re
   CHECK(exists_nofollow(tmp.at("src/keep.txt")));
 }
 
-TEST_CASE_FIXTURE(StageView, "stage: a real file changed after a held write is a conflict and nothing changes") {
+TEST_CASE_FIXTURE(
+    StageView, "stage: a real file changed after a held write is a conflict and nothing changes") {
   Inode* data = walk("data");
   write(lookup(data, "f.txt"), "HELD", 0);
   REQUIRE(view->rename(data, "f.txt", data, "g.txt", 0, me).ok());  // builds on the write
@@ -1286,13 +1309,16 @@ TEST_CASE_FIXTURE(StageView, "stage: a selection without its dependencies report
   CHECK_FALSE(r3.notes.empty());
   CHECK(std::find(r3.done.begin(), r3.done.end(), m) != r3.done.end());
   CHECK(std::find(r3.done.begin(), r3.done.end(), c) != r3.done.end());
-  CHECK(std::find(r3.done.begin(), r3.done.end(), wx) == r3.done.end());  // not needed, not selected
+  CHECK(std::find(r3.done.begin(), r3.done.end(), wx) ==
+        r3.done.end());  // not needed, not selected
   CHECK(held().size() == 1);
   CHECK(exists_nofollow(tmp.at("src/d/x.txt")));
   CHECK(real_tree(src()).count("d") == 1);
 }
 
-TEST_CASE_FIXTURE(StageView, "stage: reject of an unlink made while the file was open for writing restores the view") {
+TEST_CASE_FIXTURE(
+    StageView,
+    "stage: reject of an unlink made while the file was open for writing restores the view") {
   // The open's copy-up is pending when the unlink changes the object's link
   // count (fs/stage.cpp claim_pending).
   const KeyMap real_before = real_tree(src());

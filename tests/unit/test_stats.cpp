@@ -81,7 +81,8 @@ ObjectState file(uint64_t size, uint64_t hash, bool blob) {
 class Writer {
  public:
   explicit Writer(Journal& j) : j_(j) {}
-  Record& add(const std::string& op, RecordState st, int64_t at_s, const std::string& run = "run-a") {
+  Record& add(const std::string& op, RecordState st, int64_t at_s,
+              const std::string& run = "run-a") {
     Record r;
     r.seq = ++seq_;
     r.time_ns = kT0 + at_s * kSec;
@@ -133,7 +134,8 @@ void pilot(Journal& j) {
   w.add("rollback", RecordState::Applied, 140).ref = 5;
   w.add("rollback", RecordState::Failed, 141).ref = 2;
   w.add("write", RecordState::Interrupted, 150);
-  w.add("write", RecordState::Applied, 160, "run-b").before = file(10, 5, false);  // no before-image kept
+  w.add("write", RecordState::Applied, 160, "run-b").before =
+      file(10, 5, false);  // no before-image kept
   w.flush();
 }
 
@@ -253,7 +255,8 @@ TEST_CASE("stats: JSON and the node-exporter textfile format") {
   REQUIRE(!text.empty());
   CHECK(text.back() == '\n');
   const std::regex help(R"(# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) \S.*)");
-  const std::regex type(R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|summary|histogram|untyped))");
+  const std::regex type(
+      R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|summary|histogram|untyped))");
   const std::regex label(R"re(([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)")re");
   const std::regex sample_re(R"(([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (-?[0-9.e+-]+|NaN))");
   std::set<std::string> families;
@@ -278,8 +281,7 @@ TEST_CASE("stats: JSON and the node-exporter textfile format") {
     std::string name = m[1], labels = m[2];
     if (family_type == "summary")
       CHECK((name == family || name == family + "_sum" || name == family + "_count"));
-    else
-      CHECK(name == family);
+    else CHECK(name == family);
     // Labels: comma-separated, each well escaped; task first.
     std::string rest = labels;
     std::smatch lm;
@@ -296,8 +298,10 @@ TEST_CASE("stats: JSON and the node-exporter textfile format") {
     REQUIRE(!keys.empty());
     CHECK(keys.front() == "task");
     CHECK(labels.rfind(R"(task="we\"ird\\task\nname")", 0) == 0);
-    samples[name + "{" + labels.substr(labels.find(',') == std::string::npos ? labels.size() : labels.find(',') + 1) + "}"] =
-        std::stod(m[3]);
+    samples[name + "{" +
+            labels.substr(labels.find(',') == std::string::npos ? labels.size()
+                                                                : labels.find(',') + 1) +
+            "}"] = std::stod(m[3]);
   }
   CHECK(samples.at("scopefs_records{}") == 20);
   CHECK(samples.at(R"(scopefs_operations_total{op="write",outcome="denied"})") == 1);
@@ -306,7 +310,8 @@ TEST_CASE("stats: JSON and the node-exporter textfile format") {
   CHECK(samples.at("scopefs_approved_changes_total{}") == 2);
   CHECK(samples.at("scopefs_rejected_changes_total{}") == 1);
   CHECK(samples.at(R"(scopefs_approval_latency_seconds{decision="approve",quantile="0.5"})") == 10);
-  CHECK(samples.at(R"(scopefs_approval_latency_seconds{decision="approve",quantile="0.95"})") == 30);
+  CHECK(samples.at(R"(scopefs_approval_latency_seconds{decision="approve",quantile="0.95"})") ==
+        30);
   CHECK(samples.at(R"(scopefs_approval_latency_seconds_count{decision="approve"})") == 2);
   CHECK(samples.at(R"(scopefs_approval_latency_seconds_sum{decision="reject"})") == 100);
   CHECK(samples.at(R"(scopefs_rollbacks_total{outcome="applied"})") == 1);

@@ -532,7 +532,8 @@ TEST_CASE_FIXTURE(StdView, "mutations in a write bind apply to the real tree and
     auto r = view->link(file, sub, "hard", me);
     REQUIRE(r.ok());
     CHECK(r->node == file);
-    struct stat a {}, b {};
+    struct stat a {
+    }, b{};
     REQUIRE(::lstat(real("rw/file.txt").c_str(), &a) == 0);
     REQUIRE(::lstat(real("rw/sub/hard").c_str(), &b) == 0);
     CHECK(a.st_ino == b.st_ino);
@@ -784,9 +785,7 @@ TEST_CASE("a directory rename that would reveal a hidden file gives EXDEV") {
   Inode* rw = f.walk("rw");
   Inode* proj = f.lookup(rw, "proj");
   CHECK(f.lookup_err(proj, ".env") == ENOENT);
-  SUBCASE("rename") {
-    CHECK(f.view->rename(rw, "proj", rw, "proj2", 0, f.me).error() == EXDEV);
-  }
+  SUBCASE("rename") { CHECK(f.view->rename(rw, "proj", rw, "proj2", 0, f.me).error() == EXDEV); }
   SUBCASE("rename deeper") {
     Inode* empty = f.lookup(rw, "empty");
     CHECK(f.view->rename(rw, "proj", empty, "proj", 0, f.me).error() == EXDEV);
@@ -1093,7 +1092,7 @@ TEST_CASE_FIXTURE(StdView, "a looked-up child keeps its forgotten parent until i
   CHECK(view->inode_count() == base + 2);
   view->forget(sub, 1);
   CHECK(view->inode_count() == base + 2);  // note's parent link keeps sub
-  CHECK(lookup(sub, "note.txt") == note);   // and sub still resolves names
+  CHECK(lookup(sub, "note.txt") == note);  // and sub still resolves names
   view->forget(note, 2);
   CHECK(view->inode_count() == base);  // both gone
 }

@@ -47,7 +47,8 @@ void run_check(const CheckArgs& args) {
     out["retention_s"] = cfg.retention_s;
     out["binds"] = nlohmann::json::array();
     for (const auto& b : cfg.binds)
-      out["binds"].push_back({{"path", b.path}, {"source", b.source}, {"access", config::access_name(b.access)}});
+      out["binds"].push_back(
+          {{"path", b.path}, {"source", b.source}, {"access", config::access_name(b.access)}});
     if (!args.json) {
       std::cout << file << ": ok: task '" << cfg.name << "', " << cfg.binds.size() << " bind(s), "
                 << cfg.policy.rules().size() << " rule(s)\n";
@@ -61,13 +62,13 @@ void run_check(const CheckArgs& args) {
       while (!path.empty() && path.front() == '/') path.erase(0, 1);
       bool in_bind = false;
       auto def = bind_default_for(cfg, path, in_bind);
-      std::string level = in_bind ? std::string(config::access_name(cfg.policy.access(path, def))) : "";
-      out["explain"].push_back({{"path", p}, {"access", in_bind ? nlohmann::json(level) : nlohmann::json(nullptr)}});
+      std::string level =
+          in_bind ? std::string(config::access_name(cfg.policy.access(path, def))) : "";
+      out["explain"].push_back(
+          {{"path", p}, {"access", in_bind ? nlohmann::json(level) : nlohmann::json(nullptr)}});
       if (args.json) continue;
-      if (!in_bind)
-        std::cout << "  " << p << ": not inside any bind\n";
-      else
-        std::cout << "  " << p << ": " << level << "\n";
+      if (!in_bind) std::cout << "  " << p << ": not inside any bind\n";
+      else std::cout << "  " << p << ": " << level << "\n";
     }
     if (args.json) std::cout << out.dump(2) << "\n";
   } catch (const config::ConfigError& e) {
@@ -92,7 +93,8 @@ void setup_check(CLI::App& app) {
   sub->add_option("task", args->task, "Config file, or task name (/etc/scopefs/tasks/NAME.toml)")
       ->required();
   sub->add_option("--explain", args->explain, "Print the access level of these view paths");
-  sub->add_flag("--json", args->json, "One JSON object (also for an invalid config: its diagnostics)");
+  sub->add_flag("--json", args->json,
+                "One JSON object (also for an invalid config: its diagnostics)");
   sub->callback([args] { run_check(*args); });
 }
 

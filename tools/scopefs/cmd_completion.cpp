@@ -47,8 +47,7 @@ std::string bash_script(const CLI::App& app) {
     cases << "    " << sub->get_name() << ")\n"
           << "      flags=\"" << flags.substr(flags.empty() ? 0 : 1) << "\"\n"
           << "      valued=\"" << valued.substr(valued.empty() ? 0 : 1) << "\"\n";
-    if (!values.str().empty())
-      cases << "      case $prev in\n" << values.str() << "      esac\n";
+    if (!values.str().empty()) cases << "      case $prev in\n" << values.str() << "      esac\n";
     cases << "      ;;\n";
   }
   std::ostringstream s;
@@ -62,7 +61,8 @@ _scopefs_tasks() {
 
 _scopefs() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
-  local subs=")SH" << subs.str().substr(1) << R"SH("
+  local subs=")SH"
+    << subs.str().substr(1) << R"SH("
   local sub="" i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
@@ -77,7 +77,8 @@ _scopefs() {
   fi
   local flags="" valued=""
   case $sub in
-)SH" << cases.str() << R"SH(    *) return ;;
+)SH" << cases.str()
+    << R"SH(    *) return ;;
   esac
   if [[ -n $prev && " $valued " == *" $prev "* ]]; then
     COMPREPLY=($(compgen -f -- "$cur"))

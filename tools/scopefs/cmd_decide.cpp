@@ -30,7 +30,6 @@ struct DecideArgs {
   bool json_out = false;
 };
 
-
 void run(const DecideArgs& a, const std::string& cmd) {
   config::TaskConfig cfg;
   try {
@@ -43,13 +42,14 @@ void run(const DecideArgs& a, const std::string& cmd) {
     std::cerr << "scopefs " << cmd << ": say what: IDs, --path GLOB or --all\n";
     throw Exit{kExitUsage};
   }
-  json req = {{"cmd", cmd}, {"ids", a.ids}, {"globs", a.globs}, {"all", a.all},
-              {"force", a.force}, {"with_deps", a.with_deps}};
+  json req = {{"cmd", cmd},   {"ids", a.ids},     {"globs", a.globs},
+              {"all", a.all}, {"force", a.force}, {"with_deps", a.with_deps}};
   json resp = admin_request(cmd, req, cfg, a.json_out);
   const char* verb = cmd == "approve" ? "approved" : "rejected";
   if (!a.json_out) {
     for (const auto& id : resp.value("done", json::array())) std::cout << verb << " " << id << "\n";
-    for (const auto& n : resp.value("notes", json::array())) std::cout << n.get<std::string>() << "\n";
+    for (const auto& n : resp.value("notes", json::array()))
+      std::cout << n.get<std::string>() << "\n";
   }
   for (const auto& c : resp.value("conflicts", json::array()))
     std::cerr << "conflict: change " << c[0] << ": " << c[1].get<std::string>() << "\n";
@@ -74,10 +74,12 @@ void setup_one(CLI::App& app, const std::string& cmd, const std::string& help) {
   sub->add_option("--path", a->globs, "Held changes whose path matches this glob (repeatable)");
   sub->add_flag("--all", a->all, "Every held change");
   if (cmd == "approve")
-    sub->add_flag("--force", a->force, "Apply even where the real tree changed meanwhile (journaled)");
+    sub->add_flag("--force", a->force,
+                  "Apply even where the real tree changed meanwhile (journaled)");
   sub->add_flag("--with-deps", a->with_deps,
-                cmd == "approve" ? "Also approve the earlier held changes the selection builds on"
-                                 : "Also reject the later held changes that build on the selection");
+                cmd == "approve"
+                    ? "Also approve the earlier held changes the selection builds on"
+                    : "Also reject the later held changes that build on the selection");
   sub->add_flag("--json", a->json_out, "Print the outcome as JSON");
   sub->callback([a, cmd] { run(*a, cmd); });
 }

@@ -24,7 +24,6 @@ struct GcArgs {
   bool json_out = false;
 };
 
-
 void run(const GcArgs& a) {
   config::TaskConfig cfg;
   try {
@@ -50,7 +49,8 @@ void run(const GcArgs& a) {
 void setup_gc(CLI::App& app) {
   auto a = std::make_shared<GcArgs>();
   auto* sub = app.add_subcommand(
-      "gc", "Remove before-images older than the task's retention window (root or the admin group)");
+      "gc",
+      "Remove before-images older than the task's retention window (root or the admin group)");
   sub->add_option("task", a->task, "Task config file or task name")->required();
   sub->add_flag("--dry-run", a->dry_run, "Report what would be removed; change nothing");
   sub->add_flag("--json", a->json_out, "Print the outcome as JSON");

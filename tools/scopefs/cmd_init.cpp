@@ -100,8 +100,10 @@ std::string today() {
 
 std::string render(const InitArgs& a, const std::vector<Bind>& binds) {
   const std::string& n = a.task;
-  std::string mp = a.mountpoint.empty() ? "/run/scopefs/" + n : stdfs::absolute(a.mountpoint).string();
-  std::string sd = a.state_dir.empty() ? "/var/lib/scopefs/" + n : stdfs::absolute(a.state_dir).string();
+  std::string mp =
+      a.mountpoint.empty() ? "/run/scopefs/" + n : stdfs::absolute(a.mountpoint).string();
+  std::string sd =
+      a.state_dir.empty() ? "/var/lib/scopefs/" + n : stdfs::absolute(a.state_dir).string();
   std::string group = a.admin_group.empty() ? kDefaultAdminGroup : a.admin_group;
   bool group_known = ::getgrnam(group.c_str()) != nullptr;
   std::ostringstream o;
@@ -112,7 +114,8 @@ std::string render(const InitArgs& a, const std::vector<Bind>& binds) {
     << "# secrets are hidden; before-images are kept 7 days for rollback. Then:\n"
     << "#\n"
     << "#   scopefs check " << n << "                 # validate (also: --explain PATH)\n"
-    << "#   systemctl start scopefs@" << n << "       # mount the view (or: scopefs mount " << n << ")\n"
+    << "#   systemctl start scopefs@" << n << "       # mount the view (or: scopefs mount " << n
+    << ")\n"
     << "#   scopefs pending " << n << "               # review what the agent did\n"
     << "#   scopefs approve " << n << " --all         # apply it (or: reject, diff, rollback)\n"
     << "#\n"
@@ -129,13 +132,10 @@ std::string render(const InitArgs& a, const std::vector<Bind>& binds) {
     << "# the scopefs-gc@" << n << ".timer, removes older ones): s, m, h or d.\n"
     << "retention = \"7d\"\n"
     << "# The user the agent runs as: it may never approve its own changes.\n";
-  if (a.agent_user.empty())
-    o << "# agent_user = \"svc-" << n << "\"\n";
-  else
-    o << "agent_user = " << quoted(a.agent_user) << "\n";
+  if (a.agent_user.empty()) o << "# agent_user = \"svc-" << n << "\"\n";
+  else o << "agent_user = " << quoted(a.agent_user) << "\n";
   o << "# Who may approve, reject and roll back, besides root.\n";
-  if (group_known || !a.admin_group.empty())
-    o << "admin_group = " << quoted(group) << "\n";
+  if (group_known || !a.admin_group.empty()) o << "admin_group = " << quoted(group) << "\n";
   else
     o << "# admin_group = " << quoted(group) << "   # the group does not exist on this host yet\n";
   o << "\n"
@@ -181,7 +181,8 @@ void run_init(const InitArgs& a) {
     throw Exit{kExitFailure};
   }
   // Validate what we are about to write, exactly as `scopefs check` reads it.
-  std::string dir = to_stdout ? stdfs::current_path().string() : stdfs::path(out).parent_path().string();
+  std::string dir =
+      to_stdout ? stdfs::current_path().string() : stdfs::path(out).parent_path().string();
   try {
     config::parse_config(text, to_stdout ? "<stdout>" : out, dir);
   } catch (const config::ConfigError& e) {
@@ -205,8 +206,10 @@ void run_init(const InitArgs& a) {
       throw Exit{kExitFailure};
     }
   }
-  stdfs::permissions(tmp, stdfs::perms::owner_read | stdfs::perms::owner_write |
-                              stdfs::perms::group_read | stdfs::perms::others_read, ec);
+  stdfs::permissions(tmp,
+                     stdfs::perms::owner_read | stdfs::perms::owner_write |
+                         stdfs::perms::group_read | stdfs::perms::others_read,
+                     ec);
   stdfs::rename(tmp, out, ec);
   if (ec) {
     std::cerr << "scopefs init: cannot write " << out << ": " << ec.message() << "\n";
@@ -221,15 +224,18 @@ void run_init(const InitArgs& a) {
 void setup_init(CLI::App& app) {
   auto a = std::make_shared<InitArgs>();
   auto* sub = app.add_subcommand(
-      "init", "Write a commented task config with safe defaults (stage, secrets hidden, 7-day retention)");
+      "init",
+      "Write a commented task config with safe defaults (stage, secrets hidden, 7-day retention)");
   sub->add_option("task", a->task, "The task's name ([A-Za-z0-9_.-]+)")->required();
   sub->add_option("sources", a->sources,
                   "Directories the agent works on: SOURCE (shown at its name) or VIEW=SOURCE")
       ->required();
-  sub->add_option("-o,--output", a->output,
-                  "Where to write it (default /etc/scopefs/tasks/TASK.toml; - for standard output)");
+  sub->add_option(
+      "-o,--output", a->output,
+      "Where to write it (default /etc/scopefs/tasks/TASK.toml; - for standard output)");
   sub->add_flag("--force", a->force, "Replace an existing file");
-  sub->add_option("--mountpoint", a->mountpoint, "The view's mountpoint (default /run/scopefs/TASK)");
+  sub->add_option("--mountpoint", a->mountpoint,
+                  "The view's mountpoint (default /run/scopefs/TASK)");
   sub->add_option("--state-dir", a->state_dir, "The task's state (default /var/lib/scopefs/TASK)");
   sub->add_option("--agent-user", a->agent_user, "The user the agent runs as");
   sub->add_option("--admin-group", a->admin_group,

@@ -60,7 +60,6 @@ struct LogArgs {
   bool explain = false;
 };
 
-
 std::string short_hash(const std::optional<journal::ObjectState>& o) {
   if (!o || !o->exists) return "-";
   if (!o->hash) return o->type == "file" ? "?" : o->type;
@@ -136,12 +135,14 @@ void run_log(const LogArgs& a) {
   if (!a.json)
     std::cout << std::left << std::setw(7) << "SEQ" << std::setw(25) << "TIME" << std::setw(15)
               << "STATE" << std::setw(16) << "OP" << std::setw(44) << "PATH" << std::setw(24)
-              << "CALLER" << "BEFORE -> AFTER\n";
+              << "CALLER"
+              << "BEFORE -> AFTER\n";
   int corrupt = 0;
   auto r = query.run(*j, [&](const journal::Record& rec, int err) {
     if (err) {
       ++corrupt;
-      std::cerr << "scopefs log: record " << rec.seq << " cannot be read: " << std::strerror(err) << "\n";
+      std::cerr << "scopefs log: record " << rec.seq << " cannot be read: " << std::strerror(err)
+                << "\n";
       return true;
     }
     if (a.json) {
@@ -152,7 +153,8 @@ void run_log(const LogArgs& a) {
     if (!rec.path2.empty())
       path += (rec.op == "rename" || rec.op == "link" ? " -> /" : " -> ") + escape_text(rec.path2);
     std::string st(journal::state_name(rec.state));
-    if (rec.err) st += "(" + std::string(strerrorname_np(rec.err) ? strerrorname_np(rec.err) : "?") + ")";
+    if (rec.err)
+      st += "(" + std::string(strerrorname_np(rec.err) ? strerrorname_np(rec.err) : "?") + ")";
     std::ostringstream caller;
     caller << escape_text(rec.caller.comm) << "[" << rec.caller.pid << "] " << rec.caller.uid;
     std::cout << std::left << std::setw(7) << rec.seq << std::setw(25) << fmt_time(rec.time_ns)
@@ -166,10 +168,11 @@ void run_log(const LogArgs& a) {
     throw Exit{kExitFailure};
   }
   if (a.explain)
-    std::cerr << "plan: " << journal::access_name(r->access) << " (" << r->detail << "): "
-              << r->index_entries << (r->index_entries == 1 ? " index entry, " : " index entries, ")
-              << r->candidates << (r->candidates == 1 ? " record read, " : " records read, ")
-              << r->matched << " matched\n";
+    std::cerr << "plan: " << journal::access_name(r->access) << " (" << r->detail
+              << "): " << r->index_entries
+              << (r->index_entries == 1 ? " index entry, " : " index entries, ") << r->candidates
+              << (r->candidates == 1 ? " record read, " : " records read, ") << r->matched
+              << " matched\n";
   if (corrupt) throw Exit{kExitFailure};
 }
 
@@ -183,14 +186,16 @@ void setup_log(CLI::App& app) {
   sub->add_option("--path", a->path_glob,
                   "Only records whose view path (or rename/link target) matches this glob");
   sub->add_option("--op", a->ops, "Only these operations (create, write, unlink, rename, ...)");
-  sub->add_option("--state,--outcome", a->outcomes,
-                  "Only these states (applied, denied, failed, interrupted, intent, held, approved, "
-                  "rejected, rolled_back)")
-      ->check(CLI::IsMember({"applied", "denied", "failed", "interrupted", "intent", "held", "approved", "rejected",
-                             "rolled_back"}));
+  sub->add_option(
+         "--state,--outcome", a->outcomes,
+         "Only these states (applied, denied, failed, interrupted, intent, held, approved, "
+         "rejected, rolled_back)")
+      ->check(CLI::IsMember({"applied", "denied", "failed", "interrupted", "intent", "held",
+                             "approved", "rejected", "rolled_back"}));
   sub->add_option("--uid", a->uid, "Only records of this caller uid");
   sub->add_option("--run", a->run, "Only records of this run id (see `scopefs status`)");
-  sub->add_option("--since", a->since, "From this time (ISO 8601, epoch seconds, or 30m/2h/7d ago)");
+  sub->add_option("--since", a->since,
+                  "From this time (ISO 8601, epoch seconds, or 30m/2h/7d ago)");
   sub->add_option("--until", a->until, "Up to this time");
   sub->add_flag("--explain", a->explain, "Say on stderr which index answered the query");
   sub->callback([a] { run_log(*a); });

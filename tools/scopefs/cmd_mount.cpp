@@ -13,31 +13,31 @@
 #include <unistd.h>
 
 #include <spdlog/sinks/basic_file_sink.h>
-#include <systemd/sd-daemon.h>
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 
-#include <csignal>
-#include <cstring>
-#include <cstdio>
-#include <cstdlib>
-#include <fstream>
-#include <iostream>
-#include <thread>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iostream>
 #include <mutex>
+#include <thread>
 
 #include "config/config.hpp"
 #include "fs/session.hpp"
 #include "fs/view.hpp"
 #include "journal/audit_stream.hpp"
-#include "journal/journal.hpp"
 #include "journal/control.hpp"
+#include "journal/journal.hpp"
 #include "journal/journal_gate.hpp"
-#include "tools/scopefs/decide_service.hpp"
 #include "journal/state_dir.hpp"
 #include "tools/scopefs/commands.hpp"
+#include "tools/scopefs/decide_service.hpp"
 #include "tools/scopefs/logging.hpp"
 #include "tools/scopefs/views.hpp"
 
@@ -72,9 +72,10 @@ std::string make_run_id() {
   b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
   b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
   char out[37];
-  std::snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-                b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-                b[13], b[14], b[15]);
+  std::snprintf(out, sizeof out,
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+                b[15]);
   return out;
 }
 
@@ -111,7 +112,9 @@ class Notifier {
   Notifier(const Notifier&) = delete;
   Notifier& operator=(const Notifier&) = delete;
 
-  void start() { thread_ = std::thread([this] { run(); }); }
+  void start() {
+    thread_ = std::thread([this] { run(); });
+  }
   void stop() {
     {
       std::lock_guard<std::mutex> lk(mu_);
@@ -127,8 +130,8 @@ class Notifier {
     return !cv_.wait_for(lk, std::chrono::milliseconds(ms), [this] { return stop_; });
   }
   std::string status(uint64_t pending) const {
-    return "STATUS=serving task " + cfg_.name + " at " + cfg_.mountpoint + "; " + std::to_string(pending) +
-           " change(s) pending approval";
+    return "STATUS=serving task " + cfg_.name + " at " + cfg_.mountpoint + "; " +
+           std::to_string(pending) + " change(s) pending approval";
   }
   void run() {
     for (int i = 0; i < 500 && !mount_answers(cfg_.mountpoint); ++i)
@@ -161,7 +164,7 @@ class Notifier {
 int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountArgs& args,
           int ready_fd) {
   raise_fd_limit();
-  ::umask(0);              // modes come from the callers, already masked by the kernel
+  ::umask(0);               // modes come from the callers, already masked by the kernel
   ::setgroups(0, nullptr);  // per-thread credentials start from a clean set
   state.write_pid(::getpid());
   try {
@@ -170,28 +173,33 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
     jo.run = make_run_id();
     auto journal = journal::Journal::open(cfg.state_dir, jo);
     if (journal->recovered() > 0)
-      spdlog::warn("task {}: {} change(s) interrupted by an earlier crash are marked in the journal",
-                   cfg.name, journal->recovered());
+      spdlog::warn(
+          "task {}: {} change(s) interrupted by an earlier crash are marked in the journal",
+          cfg.name, journal->recovered());
     journal::JournalGate jgate(*journal);
     // The live audit stream to the [audit] sinks, resumed from their cursors.
-    journal::AuditStreamer streamer(*journal, journal::make_sinks(cfg.audit), cfg.audit.include_intents);
+    journal::AuditStreamer streamer(*journal, journal::make_sinks(cfg.audit),
+                                    cfg.audit.include_intents);
     streamer.start();
     // Benchmark-only switch: measure the view without the journal's cost.
     fs::LoggingGate nogate;
     const char* bench = std::getenv("SCOPEFS_BENCH_JOURNAL");
     bool journal_off = bench && std::string(bench) == "off";
-    if (journal_off) spdlog::warn("task {}: SCOPEFS_BENCH_JOURNAL=off: nothing is journaled", cfg.name);
+    if (journal_off)
+      spdlog::warn("task {}: SCOPEFS_BENCH_JOURNAL=off: nothing is journaled", cfg.name);
     fs::ChangeGate& gate = journal_off ? static_cast<fs::ChangeGate&>(nogate) : jgate;
     // The overlay of held changes, as the journal left it.
     fs::StageLayer stage(cfg.state_dir + "/stage");
-    if (auto r = journal->kv().scan("s/", "", [&](std::string_view k, std::string_view v) {
-          stage.load_key(k, v);
-          return true;
-        });
+    if (auto r = journal->kv().scan("s/", "",
+                                    [&](std::string_view k, std::string_view v) {
+                                      stage.load_key(k, v);
+                                      return true;
+                                    });
         !r)
       throw std::runtime_error("cannot read the held changes from the journal");
     if (size_t n = stage.remove_orphans())
-      spdlog::warn("task {}: removed {} upper cop(ies) of held changes a crash left unrecorded", cfg.name, n);
+      spdlog::warn("task {}: removed {} upper cop(ies) of held changes a crash left unrecorded",
+                   cfg.name, n);
     fs::ViewOptions vo;
     vo.stage = &stage;
     fs::View view(cfg, gate, vo);
@@ -200,11 +208,10 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
     if (auto r = control::share_state_dir(cfg.state_dir, cfg.admin_gid); !r)
       spdlog::warn("task {}: cannot open the state directory to the admin group: {}", cfg.name,
                    std::strerror(r.error()));
-    control::Server control_server(
-        cfg.state_dir + "/control.sock", cfg.admin_gid,
-        [&](const nlohmann::json& req, const control::Peer& peer) {
-          return run_decision(req, peer, cfg, *journal, stage, &view);
-        });
+    control::Server control_server(cfg.state_dir + "/control.sock", cfg.admin_gid,
+                                   [&](const nlohmann::json& req, const control::Peer& peer) {
+                                     return run_decision(req, peer, cfg, *journal, stage, &view);
+                                   });
     control_server.start();
     fs::prepare_mountpoint(cfg.mountpoint);
     fs::SessionOptions so;
@@ -257,13 +264,14 @@ void run_mount(const MountArgs& args) {
     throw Exit{kExitUsage};
   }
   std::error_code ec;
-  if (auto abs = std::filesystem::absolute(cfg.file, ec); !ec) cfg.file = abs.lexically_normal().string();
+  if (auto abs = std::filesystem::absolute(cfg.file, ec); !ec)
+    cfg.file = abs.lexically_normal().string();
   if (!args.expect_mountpoint.empty()) {
     auto want = std::filesystem::weakly_canonical(args.expect_mountpoint, ec);
     auto have = std::filesystem::weakly_canonical(cfg.mountpoint, ec);
     if (want != have) {
-      std::cerr << "scopefs mount: task '" << cfg.name << "' mounts at " << cfg.mountpoint << ", not at "
-                << args.expect_mountpoint << "\n";
+      std::cerr << "scopefs mount: task '" << cfg.name << "' mounts at " << cfg.mountpoint
+                << ", not at " << args.expect_mountpoint << "\n";
       throw Exit{kExitUsage};
     }
   }
@@ -294,7 +302,8 @@ void run_mount(const MountArgs& args) {
     ::close(pipefd[0]);
     ::setsid();
     int devnull = ::open("/dev/null", O_RDWR);
-    int log = ::open(state.file("daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int log =
+        ::open(state.file("daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (devnull >= 0) {
       ::dup2(devnull, 0);
       ::dup2(devnull, 1);
@@ -319,12 +328,14 @@ void run_mount(const MountArgs& args) {
   ::close(pipefd[0]);
   if (msg != "ok" || !mount_answers(cfg.mountpoint)) {
     std::cerr << "scopefs mount: task '" << cfg.name << "': "
-              << (msg.empty() ? "the daemon exited before mounting (see " + state.file("daemon.log") + ")"
-                              : msg)
+              << (msg.empty()
+                      ? "the daemon exited before mounting (see " + state.file("daemon.log") + ")"
+                      : msg)
               << "\n";
     throw Exit{kExitFailure};
   }
-  std::cout << "mounted task '" << cfg.name << "' at " << cfg.mountpoint << " (pid " << pid << ")\n";
+  std::cout << "mounted task '" << cfg.name << "' at " << cfg.mountpoint << " (pid " << pid
+            << ")\n";
 }
 
 }  // namespace
@@ -338,8 +349,9 @@ void setup_mount(CLI::App& app) {
   sub->add_flag("--debug", args->debug, "Log every FUSE request (libfuse -d)");
   sub->add_option("--expect-mountpoint", args->expect_mountpoint,
                   "Refuse unless the config mounts at this directory (mount.fuse.scopefs)");
-  sub->add_option("--log-level", args->log_level,
-                  "trace, debug, info (default), warn, error, critical or off; also SCOPEFS_LOG_LEVEL");
+  sub->add_option(
+      "--log-level", args->log_level,
+      "trace, debug, info (default), warn, error, critical or off; also SCOPEFS_LOG_LEVEL");
   sub->add_option("--cache-timeout", args->timeout,
                   "Seconds the kernel may cache entries and attributes")
       ->check(CLI::Range(0.0, 3600.0));

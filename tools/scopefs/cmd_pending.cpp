@@ -44,9 +44,10 @@ std::vector<journal::Record> load_held(const std::string& task_arg, config::Task
     std::cerr << "scopefs: cannot read the held changes: " << std::strerror(held.error()) << "\n";
     throw Exit{kExitFailure};
   }
-  std::stable_sort(held->begin(), held->end(), [](const journal::Record& a, const journal::Record& b) {
-    return a.path < b.path;
-  });
+  std::stable_sort(held->begin(), held->end(),
+                   [](const journal::Record& a, const journal::Record& b) {
+                     return a.path < b.path;
+                   });
   return std::move(held).value();
 }
 
@@ -63,13 +64,16 @@ std::string describe(const journal::Record& r) {
   if (r.op == "link") return "hard link " + r.path2 + " -> " + r.path;
   if (r.op == "symlink") return "symlink " + r.path + " -> " + r.path2;
   if (r.op == "mkdir") return "mkdir " + r.path + (a ? " (" + mode(a->mode) + ")" : "");
-  if (r.op == "mknod") return "mknod " + r.path + (a ? " (" + a->type + ", " + mode(a->mode) + ")" : "");
+  if (r.op == "mknod")
+    return "mknod " + r.path + (a ? " (" + a->type + ", " + mode(a->mode) + ")" : "");
   if (r.op == "unlink" || r.op == "rmdir")
-    return "delete " + r.path + (b && b->exists ? " (" + b->type + ", " + std::to_string(b->size) + " bytes)" : "");
-  if (r.op == "chmod" && b && a) return "chmod " + r.path + ": " + mode(b->mode) + " -> " + mode(a->mode);
+    return "delete " + r.path +
+           (b && b->exists ? " (" + b->type + ", " + std::to_string(b->size) + " bytes)" : "");
+  if (r.op == "chmod" && b && a)
+    return "chmod " + r.path + ": " + mode(b->mode) + " -> " + mode(a->mode);
   if (r.op == "chown" && b && a)
-    return "chown " + r.path + ": " + std::to_string(b->uid) + ":" + std::to_string(b->gid) + " -> " +
-           std::to_string(a->uid) + ":" + std::to_string(a->gid);
+    return "chown " + r.path + ": " + std::to_string(b->uid) + ":" + std::to_string(b->gid) +
+           " -> " + std::to_string(a->uid) + ":" + std::to_string(a->gid);
   if (r.op == "utimens" && a) return "set times of " + r.path + ": mtime " + fmt_time(a->mtime_ns);
   if (r.op == "setxattr") return "set xattr " + r.path2 + " on " + r.path;
   if (r.op == "removexattr") return "remove xattr " + r.path2 + " from " + r.path;
@@ -113,9 +117,10 @@ void setup_pending_cmd(CLI::App& app) {
     for (const auto& r : held) {
       if (r.path != last || &r == &held.front()) std::cout << "/" << r.path << "\n";
       last = r.path;
-      std::cout << "  " << std::left << std::setw(7) << r.seq << std::setw(25) << fmt_time(r.time_ns)
-                << std::setw(20) << (r.caller.comm + "[" + std::to_string(r.caller.pid) + "]")
-                << describe(r) << "\n";
+      std::cout << "  " << std::left << std::setw(7) << r.seq << std::setw(25)
+                << fmt_time(r.time_ns) << std::setw(20)
+                << (r.caller.comm + "[" + std::to_string(r.caller.pid) + "]") << describe(r)
+                << "\n";
     }
     std::cout << held.size() << " held change(s); scopefs diff " << a->task
               << " to see them, scopefs approve|reject " << a->task << " ID...|--all to decide\n";
@@ -125,10 +130,15 @@ void setup_pending_cmd(CLI::App& app) {
 // Runs diff -u between two files (paths), labelled; returns its exit code.
 int run_diff(const std::string& from, const std::string& to, const std::string& label) {
   std::string la = "a/" + label, lb = "b/" + label;
-  std::vector<char*> argv = {const_cast<char*>("diff"), const_cast<char*>("-u"),
-                             const_cast<char*>("--label"), la.data(),
-                             const_cast<char*>("--label"), lb.data(),
-                             const_cast<char*>(from.c_str()), const_cast<char*>(to.c_str()), nullptr};
+  std::vector<char*> argv = {const_cast<char*>("diff"),
+                             const_cast<char*>("-u"),
+                             const_cast<char*>("--label"),
+                             la.data(),
+                             const_cast<char*>("--label"),
+                             lb.data(),
+                             const_cast<char*>(from.c_str()),
+                             const_cast<char*>(to.c_str()),
+                             nullptr};
   std::cout.flush();
   pid_t pid;
   if (posix_spawnp(&pid, "diff", nullptr, nullptr, argv.data(), environ) != 0) return -1;
@@ -157,7 +167,8 @@ std::string real_path(const config::TaskConfig& cfg, const std::string& path) {
     if (match && (!best || b.path.size() > best->path.size())) best = &b;
   }
   if (!best) return "";
-  std::string rel = best->path.empty() ? path : path.substr(std::min(path.size(), best->path.size() + 1));
+  std::string rel =
+      best->path.empty() ? path : path.substr(std::min(path.size(), best->path.size() + 1));
   return best->source + "/" + rel;
 }
 
@@ -200,7 +211,8 @@ void setup_diff_cmd(CLI::App& app) {
     for (size_t i = 0; i < held.size(); ++i) {
       const auto& r = held[i];
       bool pick = a->what.empty() || std::find(ids.begin(), ids.end(), r.seq) != ids.end();
-      for (const auto& g : globs) pick = pick || g.matches(r.path) || (!r.path2.empty() && g.matches(r.path2));
+      for (const auto& g : globs)
+        pick = pick || g.matches(r.path) || (!r.path2.empty() && g.matches(r.path2));
       if (!pick) continue;
       std::cout << "# " << r.seq << " " << describe(r) << "\n";
       if (r.op == "rename" && r.after && r.after->type == "file") {
@@ -209,12 +221,13 @@ void setup_diff_cmd(CLI::App& app) {
         std::string to;
         for (size_t k = i; k-- > 0 && to.empty();) {
           const auto& p = held[k];
-          if (p.path == r.path && p.after && p.after->blob && p.after->hash &&
-              r.after->hash && *p.after->hash == *r.after->hash)
+          if (p.path == r.path && p.after && p.after->blob && p.after->hash && r.after->hash &&
+              *p.after->hash == *r.after->hash)
             to = blob_path(*p.after->hash);
         }
         std::string from = "/dev/null";
-        if (r.victim && r.victim->exists && r.victim->type == "file") from = real_path(cfg, r.path2);
+        if (r.victim && r.victim->exists && r.victim->type == "file")
+          from = real_path(cfg, r.path2);
         if (!to.empty() && !looks_binary(from) && !looks_binary(to)) run_diff(from, to, r.path2);
         continue;
       }
@@ -222,14 +235,16 @@ void setup_diff_cmd(CLI::App& app) {
                      (r.op == "create" || r.op == "write" || r.op == "truncate" ||
                       r.op == "fallocate" || r.op == "copy_file_range");
       if (!content) continue;
-      std::string to = r.after->size == 0 ? "/dev/null" : (r.after->blob ? blob_path(*r.after->hash) : "");
+      std::string to =
+          r.after->size == 0 ? "/dev/null" : (r.after->blob ? blob_path(*r.after->hash) : "");
       std::string from = "/dev/null";
       if (r.before && r.before->exists && r.before->size > 0) {
         from.clear();
         if (r.before->blob && r.before->hash) from = blob_path(*r.before->hash);
         for (size_t k = i; k-- > 0 && from.empty();) {
           const auto& p = held[k];
-          if (p.after && p.after->blob && p.after->hash && r.before->hash && *p.after->hash == *r.before->hash)
+          if (p.after && p.after->blob && p.after->hash && r.before->hash &&
+              *p.after->hash == *r.before->hash)
             from = blob_path(*p.after->hash);
         }
         if (from.empty()) from = real_path(cfg, r.path);
@@ -240,7 +255,8 @@ void setup_diff_cmd(CLI::App& app) {
       }
       if (looks_binary(from) || looks_binary(to)) {
         std::cout << "binary file " << r.path << ": "
-                  << (r.before && r.before->exists ? std::to_string(r.before->size) + " bytes" : "new")
+                  << (r.before && r.before->exists ? std::to_string(r.before->size) + " bytes"
+                                                   : "new")
                   << " (" << (r.before && r.before->hash ? r.before->hash->hex() : "-") << ") -> "
                   << r.after->size << " bytes (" << r.after->hash->hex() << ")\n";
         continue;

@@ -35,7 +35,6 @@ struct RollbackArgs {
   bool json_out = false;
 };
 
-
 void run(const RollbackArgs& a) {
   config::TaskConfig cfg;
   try {
@@ -45,10 +44,11 @@ void run(const RollbackArgs& a) {
     throw Exit{kExitUsage};
   }
   if (a.ids.empty() && a.globs.empty() && !a.all && a.run.empty() && a.since.empty() && a.to < 0) {
-    std::cerr << "scopefs rollback: say what: IDs, --path GLOB, --run RUN, --since T, --to SEQ or --all\n";
+    std::cerr
+        << "scopefs rollback: say what: IDs, --path GLOB, --run RUN, --since T, --to SEQ or --all\n";
     throw Exit{kExitUsage};
   }
-  json req = {{"cmd", "rollback"}, {"ids", a.ids},     {"globs", a.globs},     {"run", a.run},
+  json req = {{"cmd", "rollback"}, {"ids", a.ids},     {"globs", a.globs},    {"run", a.run},
               {"all", a.all},      {"force", a.force}, {"dry_run", a.dry_run}};
   if (!a.since.empty()) {
     try {
@@ -62,14 +62,16 @@ void run(const RollbackArgs& a) {
   json resp = admin_request("rollback", req, cfg, a.json_out);
   if (!a.json_out) {
     for (const auto& s : resp.value("plan", json::array())) {
-      std::cout << "would undo " << s.value("seq", uint64_t{0}) << " (" << s.value("op", "") << "): "
-                << s.value("path", "") << " becomes " << s.value("becomes", "");
+      std::cout << "would undo " << s.value("seq", uint64_t{0}) << " (" << s.value("op", "")
+                << "): " << s.value("path", "") << " becomes " << s.value("becomes", "");
       std::string blob = s.value("blob", "");
       if (!blob.empty()) std::cout << " from before-image " << blob;
       std::cout << "\n";
     }
-    for (const auto& id : resp.value("done", json::array())) std::cout << "rolled back " << id << "\n";
-    for (const auto& n : resp.value("notes", json::array())) std::cout << n.get<std::string>() << "\n";
+    for (const auto& id : resp.value("done", json::array()))
+      std::cout << "rolled back " << id << "\n";
+    for (const auto& n : resp.value("notes", json::array()))
+      std::cout << n.get<std::string>() << "\n";
   }
   for (const auto& c : resp.value("conflicts", json::array()))
     std::cerr << "conflict: change " << c[0] << ": " << c[1].get<std::string>() << "\n";
@@ -84,19 +86,21 @@ void run(const RollbackArgs& a) {
 
 void setup_rollback(CLI::App& app) {
   auto a = std::make_shared<RollbackArgs>();
-  auto* sub = app.add_subcommand(
-      "rollback", "Undo applied changes, newest first (root or the admin group)");
+  auto* sub = app.add_subcommand("rollback",
+                                 "Undo applied changes, newest first (root or the admin group)");
   sub->add_option("task", a->task, "Task config file or task name")->required();
   sub->add_option("ids", a->ids, "Ids of applied changes (see scopefs log); rollbacks too");
   sub->add_option("--path", a->globs, "Changes whose path matches this glob (repeatable)");
   sub->add_option("--run", a->run, "Changes of this run (the \"run\" of scopefs log --json)");
-  sub->add_option("--since", a->since, "Changes from this time on (ISO 8601, epoch seconds, 30m/2h/7d ago)");
+  sub->add_option("--since", a->since,
+                  "Changes from this time on (ISO 8601, epoch seconds, 30m/2h/7d ago)");
   sub->add_option("--to", a->to, "Changes after this sequence number (back to the state at SEQ)")
       ->check(CLI::NonNegativeNumber);
   sub->add_flag("--all", a->all, "Every applied change");
   sub->add_flag("--dry-run", a->dry_run, "Print the plan; change nothing");
-  sub->add_flag("--force", a->force,
-                "Roll back even where the path changed since (what is replaced is kept as a before-image)");
+  sub->add_flag(
+      "--force", a->force,
+      "Roll back even where the path changed since (what is replaced is kept as a before-image)");
   sub->add_flag("--json", a->json_out, "Print the outcome as JSON");
   sub->callback([a] { run(*a); });
 }

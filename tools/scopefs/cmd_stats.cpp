@@ -48,8 +48,7 @@ std::string text(const journal::JournalStats& s, const std::string& task) {
   std::ostringstream o;
   o << "task          " << task << "\n";
   o << "records       " << s.records;
-  if (s.records)
-    o << " (" << fmt_time(s.first_ns) << " .. " << fmt_time(s.last_ns) << ")";
+  if (s.records) o << " (" << fmt_time(s.first_ns) << " .. " << fmt_time(s.last_ns) << ")";
   if (s.unreadable) o << "; " << s.unreadable << " UNREADABLE";
   o << "\n";
   // Operations × states, the states that occur as columns.
@@ -73,8 +72,8 @@ std::string text(const journal::JournalStats& s, const std::string& task) {
     << " approved, " << s.rejected << " rejected\n";
   o << "to approve    " << latency_line(s.approve_latency) << "\n";
   o << "to reject     " << latency_line(s.reject_latency) << "\n";
-  o << "rollbacks     " << s.rollbacks << " (" << s.rollbacks_failed << " failed); " << s.rolled_back
-    << " change(s) rolled back\n";
+  o << "rollbacks     " << s.rollbacks << " (" << s.rollbacks_failed << " failed); "
+    << s.rolled_back << " change(s) rolled back\n";
   o << "denied        " << s.denied;
   if (!s.denied_by_errno.empty()) {
     o << " (";
@@ -111,7 +110,8 @@ void write_atomically(const std::string& file, const std::string& data) {
   if (auto c = sys::chmod_fd(fd->get(), 0644); !c) fail("cannot write", c.error());
   size_t off = 0;
   while (off < data.size()) {
-    auto n = sys::pwrite_fd(fd->get(), data.data() + off, data.size() - off, static_cast<off_t>(off));
+    auto n =
+        sys::pwrite_fd(fd->get(), data.data() + off, data.size() - off, static_cast<off_t>(off));
     if (!n) fail("cannot write", n.error());
     off += *n;
   }
@@ -143,7 +143,9 @@ void run_stats(const StatsArgs& a) {
   try {
     auto j = journal::Journal::open_read_only(state);
     auto r = journal::compute_stats(*j, f);
-    if (!r) throw std::runtime_error(std::string("reading the journal failed: ") + std::strerror(r.error()));
+    if (!r)
+      throw std::runtime_error(std::string("reading the journal failed: ") +
+                               std::strerror(r.error()));
     s = std::move(r).value();
     journal::add_disk_usage(s, *j, state);
   } catch (const std::exception& e) {
@@ -162,10 +164,8 @@ void run_stats(const StatsArgs& a) {
   } else {
     out = text(s, task);
   }
-  if (a.out.empty())
-    std::cout << out;
-  else
-    write_atomically(a.out, out);
+  if (a.out.empty()) std::cout << out;
+  else write_atomically(a.out, out);
   if (s.unreadable) {
     std::cerr << "scopefs stats: " << s.unreadable << " record(s) cannot be read\n";
     throw Exit{kExitFailure};
@@ -176,14 +176,18 @@ void run_stats(const StatsArgs& a) {
 
 void setup_stats(CLI::App& app) {
   auto a = std::make_shared<StatsArgs>();
-  auto* sub = app.add_subcommand("stats", "KPIs from the journal: operations, approvals, rollbacks, denials");
+  auto* sub =
+      app.add_subcommand("stats",
+                         "KPIs from the journal: operations, approvals, rollbacks, denials");
   sub->add_option("task", a->task, "Config file, task name, or state directory")->required();
   auto* json = sub->add_flag("--json", a->json, "One JSON object");
   auto* prom = sub->add_flag("--prometheus", a->prometheus, "Node-exporter textfile format");
   json->excludes(prom);
-  sub->add_option("--since", a->since, "Only records from this time (ISO 8601, epoch seconds, or 30m/2h/7d ago)");
+  sub->add_option("--since", a->since,
+                  "Only records from this time (ISO 8601, epoch seconds, or 30m/2h/7d ago)");
   sub->add_option("--run", a->run, "Only records of this run id");
-  sub->add_option("--out", a->out, "Write to FILE atomically (temp file + rename) instead of stdout");
+  sub->add_option("--out", a->out,
+                  "Write to FILE atomically (temp file + rename) instead of stdout");
   sub->callback([a] { run_stats(*a); });
 }
 

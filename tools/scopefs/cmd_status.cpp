@@ -7,12 +7,12 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <iostream>
-#include <algorithm>
 #include <iomanip>
+#include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -120,9 +120,10 @@ nlohmann::json collect(const std::optional<config::TaskConfig>& cfg, const std::
   out["blobs"] = tree_files(state + "/blobs");
   out["expired_records"] = expired;
   out["retention_s"] = cfg ? nlohmann::json(cfg->retention_s) : nlohmann::json(nullptr);
-  out["oldest_rollbackable"] =
-      oldest ? nlohmann::json{{"seq", oldest->first}, {"t", oldest->second}, {"time", fmt_time(oldest->second)}}
-             : nlohmann::json(nullptr);
+  out["oldest_rollbackable"] = oldest ? nlohmann::json{{"seq", oldest->first},
+                                                       {"t", oldest->second},
+                                                       {"time", fmt_time(oldest->second)}}
+                                      : nlohmann::json(nullptr);
   return out;
 }
 
@@ -134,22 +135,26 @@ void print_one(const nlohmann::json& out) {
   if (has_cfg)
     std::cout << "mount       " << out["mountpoint"].get<std::string>() << ": "
               << (out["mounted"].get<bool>() ? "mounted" : "not mounted")
-              << (pid.is_null() ? "" : " (daemon pid " + std::to_string(pid.get<int>()) + ")") << "\n";
+              << (pid.is_null() ? "" : " (daemon pid " + std::to_string(pid.get<int>()) + ")")
+              << "\n";
   std::string run = out["last_run"].get<std::string>();
   std::cout << "last run    " << (run.empty() ? "-" : run) << "\n";
   std::cout << "pending     " << out["pending"].get<uint64_t>() << " held change(s)\n";
   std::cout << "journal     " << out["records"].get<uint64_t>() << " records, "
             << out["journal_bytes"].get<uint64_t>() << " bytes";
-  for (auto& [k, v] : out["records_by_state"].items()) std::cout << "; " << k << " " << v.get<uint64_t>();
+  for (auto& [k, v] : out["records_by_state"].items())
+    std::cout << "; " << k << " " << v.get<uint64_t>();
   std::cout << "\n";
   std::cout << "blob store  " << out["blobs"].get<uint64_t>() << " before-images, "
             << out["blob_bytes"].get<uint64_t>() << " bytes\n";
   const auto& oldest = out["oldest_rollbackable"];
   std::cout << "rollback    "
             << (oldest.is_null() ? std::string("no rollback-able change")
-                                 : "oldest rollback-able change " + std::to_string(oldest["seq"].get<uint64_t>()) +
-                                       " at " + oldest["time"].get<std::string>());
-  if (!out["retention_s"].is_null()) std::cout << "; retention " << out["retention_s"].get<int64_t>() << " s";
+                                 : "oldest rollback-able change " +
+                                       std::to_string(oldest["seq"].get<uint64_t>()) + " at " +
+                                       oldest["time"].get<std::string>());
+  if (!out["retention_s"].is_null())
+    std::cout << "; retention " << out["retention_s"].get<int64_t>() << " s";
   if (uint64_t expired = out["expired_records"].get<uint64_t>())
     std::cout << "; " << expired << " change(s) past retention (collected by gc)";
   std::cout << "\n";
@@ -212,9 +217,12 @@ void run_list(const StatusArgs& a) {
       try {
         j = collect(e.cfg, e.cfg->state_dir);
       } catch (const StatusError& err) {
-        j = {{"task", e.cfg->name},         {"config", e.file},
-             {"mountpoint", e.cfg->mountpoint}, {"state_dir", e.cfg->state_dir},
-             {"mounted", is_mounted(e.cfg->mountpoint)}, {"error", err.message}};
+        j = {{"task", e.cfg->name},
+             {"config", e.file},
+             {"mountpoint", e.cfg->mountpoint},
+             {"state_dir", e.cfg->state_dir},
+             {"mounted", is_mounted(e.cfg->mountpoint)},
+             {"error", err.message}};
       }
       if (j.value("unreadable_records", 0) > 0) failed = true;
     }
@@ -225,8 +233,11 @@ void run_list(const StatusArgs& a) {
     if (seen_mp.count(m.mountpoint)) continue;
     seen_mp[m.mountpoint] = true;
     std::string name = m.source.rfind("scopefs:", 0) == 0 ? m.source.substr(8) : m.source;
-    views.push_back({{"task", name}, {"mountpoint", m.mountpoint}, {"mounted", true},
-                     {"error", "config unknown: not in /etc/scopefs/tasks, daemon not registered"}});
+    views.push_back(
+        {{"task", name},
+         {"mountpoint", m.mountpoint},
+         {"mounted", true},
+         {"error", "config unknown: not in /etc/scopefs/tasks, daemon not registered"}});
   }
   if (a.json) {
     std::cout << nlohmann::json{{"views", views}}.dump(2) << "\n";
@@ -237,20 +248,29 @@ void run_list(const StatusArgs& a) {
       return v.contains(k) && v[k].is_string() ? v[k].get<std::string>() : std::string("-");
     };
     size_t w = 6;
-    for (const auto& v : views) w = std::max(w, str(v, v.contains("task") ? "task" : "config").size() + 2);
-    std::cout << std::left << std::setw(static_cast<int>(w)) << "TASK" << std::setw(9) << "MOUNTED" << std::setw(9)
-              << "PENDING" << std::setw(11) << "JOURNAL" << std::setw(26) << "OLDEST ROLLBACK"
-              << std::setw(38) << "RUN" << "MOUNTPOINT\n";
+    for (const auto& v : views)
+      w = std::max(w, str(v, v.contains("task") ? "task" : "config").size() + 2);
+    std::cout << std::left << std::setw(static_cast<int>(w)) << "TASK" << std::setw(9) << "MOUNTED"
+              << std::setw(9) << "PENDING" << std::setw(11) << "JOURNAL" << std::setw(26)
+              << "OLDEST ROLLBACK" << std::setw(38) << "RUN"
+              << "MOUNTPOINT\n";
     for (const auto& v : views) {
-      std::string mounted = v.contains("mounted") && v["mounted"].is_boolean() ? (v["mounted"].get<bool>() ? "yes" : "no") : "-";
-      std::string pending = v.contains("pending") ? std::to_string(v["pending"].get<uint64_t>()) : "-";
-      std::string journal = v.contains("journal_bytes") ? human_bytes(v["journal_bytes"].get<uint64_t>()) : "-";
+      std::string mounted = v.contains("mounted") && v["mounted"].is_boolean()
+                                ? (v["mounted"].get<bool>() ? "yes" : "no")
+                                : "-";
+      std::string pending =
+          v.contains("pending") ? std::to_string(v["pending"].get<uint64_t>()) : "-";
+      std::string journal =
+          v.contains("journal_bytes") ? human_bytes(v["journal_bytes"].get<uint64_t>()) : "-";
       std::string oldest = v.contains("oldest_rollbackable") && !v["oldest_rollbackable"].is_null()
-                               ? v["oldest_rollbackable"]["time"].get<std::string>() : "-";
-      std::string run = v.contains("last_run") && v.value("mounted", false) ? str(v, "last_run") : "-";
-      std::cout << std::setw(static_cast<int>(w)) << str(v, v.contains("task") ? "task" : "config") << std::setw(9)
-                << mounted << std::setw(9) << pending << std::setw(11) << journal << std::setw(26) << oldest
-                << std::setw(38) << (run.empty() ? "-" : run) << str(v, "mountpoint") << "\n";
+                               ? v["oldest_rollbackable"]["time"].get<std::string>()
+                               : "-";
+      std::string run =
+          v.contains("last_run") && v.value("mounted", false) ? str(v, "last_run") : "-";
+      std::cout << std::setw(static_cast<int>(w)) << str(v, v.contains("task") ? "task" : "config")
+                << std::setw(9) << mounted << std::setw(9) << pending << std::setw(11) << journal
+                << std::setw(26) << oldest << std::setw(38) << (run.empty() ? "-" : run)
+                << str(v, "mountpoint") << "\n";
       if (v.contains("error")) std::cout << "  (" << str(v, "error") << ")\n";
     }
   }
@@ -280,10 +300,8 @@ void run_status(const StatusArgs& a) {
     std::cerr << "scopefs status: " << e.message << "\n";
     throw Exit{kExitFailure};
   }
-  if (a.json)
-    std::cout << out.dump() << "\n";
-  else
-    print_one(out);
+  if (a.json) std::cout << out.dump() << "\n";
+  else print_one(out);
   if (out["unreadable_records"].get<int>()) throw Exit{kExitFailure};
 }
 
@@ -292,8 +310,10 @@ void run_status(const StatusArgs& a) {
 void setup_status(CLI::App& app) {
   auto a = std::make_shared<StatusArgs>();
   auto* sub = app.add_subcommand(
-      "status", "Show a task's mount, run, pending changes, journal and rollback reach; without a task, every view");
-  sub->add_option("task", a->task, "Config file, task name, or state directory (default: every view)");
+      "status",
+      "Show a task's mount, run, pending changes, journal and rollback reach; without a task, every view");
+  sub->add_option("task", a->task,
+                  "Config file, task name, or state directory (default: every view)");
   sub->add_flag("--json", a->json, "One JSON object");
   sub->callback([a] { run_status(*a); });
 }

@@ -5,11 +5,11 @@
 
 #include <cerrno>
 #include <chrono>
-#include <fstream>
-#include <thread>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <optional>
+#include <thread>
 
 #include "config/config.hpp"
 #include "journal/state_dir.hpp"

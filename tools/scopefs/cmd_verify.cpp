@@ -45,7 +45,8 @@ void print_report(const VerifyArgs& a, const journal::VerifyReport& rep, const s
                         {"key_fingerprint", rep.key_fingerprint},
                         {"notes", rep.notes}};
     nlohmann::json probs = nlohmann::json::array();
-    for (const auto& p : rep.problems) probs.push_back({{"seq", p.rseq}, {"event", p.eseq}, {"problem", p.what}});
+    for (const auto& p : rep.problems)
+      probs.push_back({{"seq", p.rseq}, {"event", p.eseq}, {"problem", p.what}});
     j["problems"] = probs;
     if (!rep.problems.empty()) j["first_bad_seq"] = rep.problems.front().rseq;
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
@@ -54,8 +55,8 @@ void print_report(const VerifyArgs& a, const journal::VerifyReport& rep, const s
   for (const auto& n : rep.notes) std::cout << "note: " << n << "\n";
   if (rep.ok()) {
     std::cout << what << ": OK — " << rep.records << " records, " << rep.events << " chain events, "
-              << rep.checkpoints << " checkpoints; signed up to event " << rep.anchored_eseq << " of "
-              << rep.head_eseq;
+              << rep.checkpoints << " checkpoints; signed up to event " << rep.anchored_eseq
+              << " of " << rep.head_eseq;
     if (!rep.key_fingerprint.empty()) std::cout << " (key " << rep.key_fingerprint << ")";
     std::cout << "\n";
     return;
@@ -69,7 +70,8 @@ void print_report(const VerifyArgs& a, const journal::VerifyReport& rep, const s
 void run_verify(const VerifyArgs& a) {
   auto pk = pinned_key(a);
   struct stat st {};
-  if (::stat(a.target.c_str(), &st) == 0 && S_ISREG(st.st_mode) && journal::looks_like_bundle(a.target)) {
+  if (::stat(a.target.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+      journal::looks_like_bundle(a.target)) {
     journal::VerifyReport rep;
     try {
       rep = journal::verify_bundle(a.target, pk);
@@ -92,12 +94,14 @@ void run_verify(const VerifyArgs& a) {
   std::string err;
   auto kv = journal::open_rocksdb(state + "/journal", true, err);
   if (!kv) {
-    std::cerr << "scopefs verify: cannot open the journal in " << state << "/journal: " << err << "\n";
+    std::cerr << "scopefs verify: cannot open the journal in " << state << "/journal: " << err
+              << "\n";
     throw Exit{kExitFailure};
   }
   auto rep = journal::verify_journal(*kv, vo);
   if (pk && journal::read_public_key(state) && *journal::read_public_key(state) != *pk)
-    rep.notes.push_back("the state's key (" + journal::fingerprint(*journal::read_public_key(state)) +
+    rep.notes.push_back("the state's key (" +
+                        journal::fingerprint(*journal::read_public_key(state)) +
                         ") is not the pinned one");
   print_report(a, rep, state);
   if (!rep.ok()) throw Exit{kExitFailure};
@@ -120,11 +124,12 @@ void run_key(const KeyArgs& a) {
     }
   }
   if (a.json)
-    std::cout << nlohmann::json{{"public_key", journal::to_hex(*pk)}, {"fingerprint", journal::fingerprint(*pk)},
-                                {"file", state + "/keys/ed25519.pub"}}.dump()
+    std::cout << nlohmann::json{{"public_key", journal::to_hex(*pk)},
+                                {"fingerprint", journal::fingerprint(*pk)},
+                                {"file", state + "/keys/ed25519.pub"}}
+                     .dump()
               << "\n";
-  else
-    std::cout << journal::to_hex(*pk) << "\n";
+  else std::cout << journal::to_hex(*pk) << "\n";
 }
 
 }  // namespace
@@ -132,16 +137,20 @@ void run_key(const KeyArgs& a) {
 void setup_verify(CLI::App& app) {
   auto a = std::make_shared<VerifyArgs>();
   auto* sub = app.add_subcommand(
-      "verify", "Check a task's journal (hash chain, signed checkpoints) or an export bundle offline");
-  sub->add_option("target", a->target, "Config file, task name, state directory, or export bundle")->required();
-  sub->add_option("--pubkey", a->pubkey, "The key checkpoints and bundles must be signed with (hex, or a file)");
+      "verify",
+      "Check a task's journal (hash chain, signed checkpoints) or an export bundle offline");
+  sub->add_option("target", a->target, "Config file, task name, state directory, or export bundle")
+      ->required();
+  sub->add_option("--pubkey", a->pubkey,
+                  "The key checkpoints and bundles must be signed with (hex, or a file)");
   sub->add_flag("--json", a->json, "One JSON object");
   sub->callback([a] { run_verify(*a); });
 }
 
 void setup_key(CLI::App& app) {
   auto a = std::make_shared<KeyArgs>();
-  auto* sub = app.add_subcommand("key", "Print the task's Ed25519 public key (created on first use)");
+  auto* sub =
+      app.add_subcommand("key", "Print the task's Ed25519 public key (created on first use)");
   sub->add_option("task", a->task, "Config file, task name, or state directory")->required();
   sub->add_flag("--json", a->json, "Key, fingerprint and file as JSON");
   sub->callback([a] { run_key(*a); });

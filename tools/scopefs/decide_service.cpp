@@ -25,7 +25,8 @@ json run_rollback(const json& req, const control::Peer& peer, const config::Task
   journal::RollbackSelection sel;
   try {
     for (const auto& id : req.value("ids", json::array())) sel.ids.push_back(id.get<uint64_t>());
-    for (const auto& g : req.value("globs", json::array())) sel.globs.push_back(g.get<std::string>());
+    for (const auto& g : req.value("globs", json::array()))
+      sel.globs.push_back(g.get<std::string>());
     sel.run = req.value("run", "");
     sel.since_ns = req.value("since_ns", int64_t{0});
     if (req.contains("to")) {
@@ -45,21 +46,26 @@ json run_rollback(const json& req, const control::Peer& peer, const config::Task
   auto rep = rb.rollback(sel, force, dry_run, who, touched);
   // The real tree changed under the view: drop what the view and the kernel cache.
   if (view && !touched.objs.empty()) view->stage_changed(touched.objs, touched.names);
-  if (auto s = j.sync(); !s) spdlog::warn("task {}: journal sync after rollback: {}", cfg.name, std::strerror(s.error()));
-  if (!rep) return {{"ok", false}, {"error", std::string("rollback failed: ") + std::strerror(rep.error())}};
+  if (auto s = j.sync(); !s)
+    spdlog::warn("task {}: journal sync after rollback: {}", cfg.name, std::strerror(s.error()));
+  if (!rep)
+    return {{"ok", false},
+            {"error", std::string("rollback failed: ") + std::strerror(rep.error())}};
   json out = {{"ok", rep->ok()}, {"done", rep->done}, {"notes", rep->notes}, {"dry_run", dry_run}};
-  json conflicts = json::array(), failed = json::array(), unknown = json::array(), plan = json::array();
+  json conflicts = json::array(), failed = json::array(), unknown = json::array(),
+       plan = json::array();
   for (const auto& [id, t] : rep->conflicts) conflicts.push_back(json::array({id, t}));
   for (const auto& [id, t] : rep->failed) failed.push_back(json::array({id, t}));
   for (const auto& [id, t] : rep->unknown) unknown.push_back(json::array({id, t}));
   for (const auto& s : rep->plan)
-    plan.push_back({{"seq", s.seq}, {"op", s.op}, {"path", s.path}, {"becomes", s.becomes}, {"blob", s.blob}});
+    plan.push_back(
+        {{"seq", s.seq}, {"op", s.op}, {"path", s.path}, {"becomes", s.becomes}, {"blob", s.blob}});
   out["conflicts"] = conflicts;
   out["failed"] = failed;
   out["unknown"] = unknown;
   out["plan"] = plan;
-  spdlog::info("task {}: rollback{} by uid {}: {} done, {} planned, {} conflicts, {} failed", cfg.name,
-               dry_run ? " --dry-run" : "", peer.uid, rep->done.size(), rep->plan.size(),
+  spdlog::info("task {}: rollback{} by uid {}: {} done, {} planned, {} conflicts, {} failed",
+               cfg.name, dry_run ? " --dry-run" : "", peer.uid, rep->done.size(), rep->plan.size(),
                rep->conflicts.size(), rep->failed.size());
   return out;
 }
@@ -72,7 +78,8 @@ json run_gc(const json& req, const control::Peer& peer, const config::TaskConfig
   o.dry_run = req.value("dry_run", false);
   journal::CallerInfo who = journal::caller_info(fs::Caller{peer.pid, peer.uid, peer.gid});
   auto rep = journal::collect_garbage(j, o, who);
-  if (!rep) return {{"ok", false}, {"error", std::string("gc failed: ") + std::strerror(rep.error())}};
+  if (!rep)
+    return {{"ok", false}, {"error", std::string("gc failed: ") + std::strerror(rep.error())}};
   spdlog::info("task {}: gc{} by uid {}: {}", cfg.name, o.dry_run ? " --dry-run" : "", peer.uid,
                rep->summary());
   return {{"ok", true},
@@ -95,7 +102,8 @@ json run_gc(const json& req, const control::Peer& peer, const config::TaskConfig
 json run_decision(const json& req, const control::Peer& peer, const config::TaskConfig& cfg,
                   journal::Journal& j, fs::StageLayer& stage, fs::View* view) {
   const std::string cmd = req.value("cmd", "");
-  if (cmd != "approve" && cmd != "reject" && cmd != "rollback" && cmd != "gc") return {{"ok", false}, {"error", "unknown command " + cmd}};
+  if (cmd != "approve" && cmd != "reject" && cmd != "rollback" && cmd != "gc")
+    return {{"ok", false}, {"error", "unknown command " + cmd}};
   if (auto why = control::refuse_reason(peer, cfg.agent_uid, cfg.admin_gid)) {
     spdlog::warn("task {}: {} by uid {} (pid {}) {}", cfg.name, cmd, peer.uid, peer.pid, *why);
     // A refused decision is journaled like any refused change.
@@ -106,7 +114,8 @@ json run_decision(const json& req, const control::Peer& peer, const config::Task
     r.note = *why;
     r.caller = journal::caller_info(fs::Caller{peer.pid, peer.uid, peer.gid});
     if (auto w = j.append(r); !w)
-      spdlog::warn("task {}: cannot journal the refused {}: {}", cfg.name, cmd, std::strerror(w.error()));
+      spdlog::warn("task {}: cannot journal the refused {}: {}", cfg.name, cmd,
+                   std::strerror(w.error()));
     return {{"ok", false}, {"refused", true}, {"error", *why}};
   }
   if (cmd == "rollback") return run_rollback(req, peer, cfg, j, view);
@@ -114,7 +123,8 @@ json run_decision(const json& req, const control::Peer& peer, const config::Task
   journal::Selection sel;
   try {
     for (const auto& id : req.value("ids", json::array())) sel.ids.push_back(id.get<uint64_t>());
-    for (const auto& g : req.value("globs", json::array())) sel.globs.push_back(g.get<std::string>());
+    for (const auto& g : req.value("globs", json::array()))
+      sel.globs.push_back(g.get<std::string>());
     sel.all = req.value("all", false);
   } catch (const std::exception& e) {
     return {{"ok", false}, {"error", std::string("bad request: ") + e.what()}};
@@ -129,10 +139,15 @@ json run_decision(const json& req, const control::Peer& peer, const config::Task
   auto rep = cmd == "approve" ? d.approve(sel, force, with_deps, who, touched)
                               : d.reject(sel, with_deps, who, touched);
   if (view) view->stage_changed(touched.objs, touched.names);
-  if (auto s = j.sync(); !s) spdlog::warn("task {}: journal sync after {}: {}", cfg.name, cmd, std::strerror(s.error()));
-  if (!rep) return {{"ok", false}, {"error", std::string(cmd) + " failed: " + std::strerror(rep.error())}};
-  json out = {{"ok", rep->ok()}, {"done", rep->done}, {"missing", rep->missing},
-              {"unknown", rep->unknown}, {"notes", rep->notes}};
+  if (auto s = j.sync(); !s)
+    spdlog::warn("task {}: journal sync after {}: {}", cfg.name, cmd, std::strerror(s.error()));
+  if (!rep)
+    return {{"ok", false}, {"error", std::string(cmd) + " failed: " + std::strerror(rep.error())}};
+  json out = {{"ok", rep->ok()},
+              {"done", rep->done},
+              {"missing", rep->missing},
+              {"unknown", rep->unknown},
+              {"notes", rep->notes}};
   json conflicts = json::array(), failed = json::array();
   for (const auto& [id, t] : rep->conflicts) conflicts.push_back(json::array({id, t}));
   for (const auto& [id, t] : rep->failed) failed.push_back(json::array({id, t}));
@@ -152,17 +167,19 @@ json run_offline(const json& req, const config::TaskConfig& cfg) {
   journal::StateDir state(cfg.state_dir);
   if (!state.try_lock())
     return {{"ok", false},
-            {"error", "the task's state is in use (a daemon starting or stopping, or another "
-                      "admin command); try again"}};
+            {"error",
+             "the task's state is in use (a daemon starting or stopping, or another "
+             "admin command); try again"}};
   journal::JournalOptions jo;
   jo.task = cfg.name;
   jo.run = "admin";
   auto j = journal::Journal::open(cfg.state_dir, jo);
   fs::StageLayer stage(cfg.state_dir + "/stage");
-  if (auto r = j->kv().scan("s/", "", [&](std::string_view k, std::string_view v) {
-        stage.load_key(k, v);
-        return true;
-      });
+  if (auto r = j->kv().scan("s/", "",
+                            [&](std::string_view k, std::string_view v) {
+                              stage.load_key(k, v);
+                              return true;
+                            });
       !r)
     return {{"ok", false}, {"error", "cannot read the held changes"}};
   return run_decision(req, me, cfg, *j, stage, nullptr);
@@ -188,7 +205,8 @@ json admin_request(const std::string& cmd, const json& req, const config::TaskCo
               << cfg.name << " (only root and the admin group may run " << cmd << ")\n";
     throw Exit{kExitFailure};
   } else {
-    std::cerr << "scopefs " << cmd << ": cannot reach the daemon: " << std::strerror(r.error()) << "\n";
+    std::cerr << "scopefs " << cmd << ": cannot reach the daemon: " << std::strerror(r.error())
+              << "\n";
     throw Exit{kExitFailure};
   }
   if (json_out) std::cout << resp.dump(2) << "\n";

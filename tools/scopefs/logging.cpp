@@ -20,7 +20,8 @@ bool journald = false;
 // "%*": the line's syslog priority (sd-daemon.h's SD_ERR etc.), for journald.
 class PriorityFlag final : public spdlog::custom_flag_formatter {
  public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
     char p = '6';
     switch (msg.level) {
       case spdlog::level::trace:
@@ -68,16 +69,15 @@ void setup_logging() {
   journald = stderr_is_journal_stream();
   auto logger = journald ? spdlog::stderr_logger_mt("scopefs") : spdlog::stderr_color_mt("scopefs");
   auto fmt = std::make_unique<spdlog::pattern_formatter>();
-  if (journald)
-    fmt->add_flag<PriorityFlag>('*').set_pattern("<%*>%v");
-  else
-    fmt->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  if (journald) fmt->add_flag<PriorityFlag>('*').set_pattern("<%*>%v");
+  else fmt->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   logger->set_formatter(std::move(fmt));
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::info);
   spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL=debug|info|warn|error
   if (const char* v = std::getenv("SCOPEFS_LOG_LEVEL"); v && *v && !set_log_level(v))
-    spdlog::warn("SCOPEFS_LOG_LEVEL={}: not a level (trace, debug, info, warn, error, critical, off)", v);
+    spdlog::warn(
+        "SCOPEFS_LOG_LEVEL={}: not a level (trace, debug, info, warn, error, critical, off)", v);
 }
 
 }  // namespace scopefs::cli

@@ -65,19 +65,25 @@ void register_view(const RegisteredView& v) {
   std::error_code ec;
   std::string path = std::string(kViewsDir) + "/" + entry_name(v.state_dir);
   std::string tmp = path + ".tmp";
-  nlohmann::json j = {{"task", v.task},         {"config", v.config}, {"state_dir", v.state_dir},
-                      {"mountpoint", v.mountpoint}, {"pid", v.pid},   {"run", v.run}};
+  nlohmann::json j = {{"task", v.task},
+                      {"config", v.config},
+                      {"state_dir", v.state_dir},
+                      {"mountpoint", v.mountpoint},
+                      {"pid", v.pid},
+                      {"run", v.run}};
   {
     std::ofstream f(tmp, std::ios::trunc);
     f << j.dump() << "\n";
     if (!f) {
-      spdlog::warn("task {}: cannot register the view in {} (scopefs status will not list it)", v.task,
-                   kViewsDir);
+      spdlog::warn("task {}: cannot register the view in {} (scopefs status will not list it)",
+                   v.task, kViewsDir);
       return;
     }
   }
-  stdfs::permissions(tmp, stdfs::perms::owner_read | stdfs::perms::owner_write | stdfs::perms::group_read |
-                              stdfs::perms::others_read, ec);
+  stdfs::permissions(tmp,
+                     stdfs::perms::owner_read | stdfs::perms::owner_write |
+                         stdfs::perms::group_read | stdfs::perms::others_read,
+                     ec);
   stdfs::rename(tmp, path, ec);
   if (ec) spdlog::warn("task {}: cannot register the view: {}", v.task, ec.message());
 }

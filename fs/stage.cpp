@@ -7,6 +7,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -76,6 +77,21 @@ std::optional<StageObj> decode_obj(std::string_view v) {
   return o;
 }
 
+std::string encode_times(const StageTimes& t) {
+  std::string v;
+  put_be(v, static_cast<uint64_t>(t.mtime_ns), 8);
+  put_be(v, static_cast<uint64_t>(t.ctime_ns), 8);
+  return v;
+}
+
+std::optional<StageTimes> decode_times(std::string_view v) {
+  if (v.size() != 16) return std::nullopt;
+  StageTimes t;
+  t.mtime_ns = static_cast<int64_t>(get_be(v, 0, 8));
+  t.ctime_ns = static_cast<int64_t>(get_be(v, 8, 8));
+  return t;
+}
+
 StageLayer::StageLayer(const std::string& stage_dir) : dir_(stage_dir) {
   ::mkdir(dir_.c_str(), 0700);
   std::string obj = dir_ + "/obj";
@@ -98,6 +114,18 @@ std::string StageLayer::obj_key(const ObjId& id) {
   std::string k = "s/o/";
   put_id(k, id);
   return k;
+}
+
+std::string StageLayer::times_key(const ObjId& id) {
+  std::string k = "s/t/";
+  put_id(k, id);
+  return k;
+}
+
+bool StageLayer::parse_times_key(std::string_view key, ObjId& id) {
+  if (key.size() != 16 || key.substr(0, 4) != "s/t/") return false;
+  id = get_id(key, 4);
+  return true;
 }
 
 bool StageLayer::parse_entry_key(std::string_view key, ObjId& dir, std::string& name) {
@@ -145,6 +173,11 @@ const StageObj* StageLayer::obj(const ObjId& id) const {
   return it == objs_.end() ? nullptr : &it->second;
 }
 
+const StageTimes* StageLayer::times(const ObjId& id) const {
+  auto it = times_.find(id);
+  return it == times_.end() ? nullptr : &it->second;
+}
+
 bool StageLayer::has_entries(const ObjId& dir) const { return entries_.count(dir) != 0; }
 
 size_t StageLayer::entry_count() const {
@@ -172,6 +205,10 @@ std::optional<std::string> StageLayer::value_of(const std::string& key) const {
     const StageObj* o = obj(id);
     return o ? std::optional<std::string>(encode_obj(*o)) : std::nullopt;
   }
+  if (parse_times_key(key, id)) {
+    const StageTimes* t = times(id);
+    return t ? std::optional<std::string>(encode_times(*t)) : std::nullopt;
+  }
   return std::nullopt;
 }
 
@@ -190,6 +227,27 @@ void StageLayer::set_entry(const ObjId& dir, const std::string& name, std::optio
       if (it->second.empty()) entries_.erase(it);
     }
   }
+}
+
+void StageLayer::stamp(const ObjId& id, bool mtime, int64_t ns, StageLog& log) {
+  std::string key = times_key(id);
+  if (std::none_of(log.side.begin(), log.side.end(),
+                   [&](const auto& kv) { return kv.first == key; }))
+    log.side.emplace_back(key, value_of(key));
+  active_.store(true, std::memory_order_release);
+  StageTimes& t = times_[id];
+  t.ctime_ns = std::max(t.ctime_ns, ns);
+  if (mtime) t.mtime_ns = std::max(t.mtime_ns, ns);
+}
+
+void StageLayer::clear_mtime(const ObjId& id, StageLog& log) {
+  auto it = times_.find(id);
+  if (it == times_.end() || it->second.mtime_ns < 0) return;
+  std::string key = times_key(id);
+  if (std::none_of(log.side.begin(), log.side.end(),
+                   [&](const auto& kv) { return kv.first == key; }))
+    log.side.emplace_back(key, value_of(key));
+  it->second.mtime_ns = -1;
 }
 
 void StageLayer::set_obj(const ObjId& id, std::optional<StageObj> o, StageLog& log) {
@@ -256,6 +314,12 @@ bool StageLayer::apply_raw(const std::string& key, const std::optional<std::stri
     }
     return true;
   }
+  if (parse_times_key(key, id)) {
+    std::optional<StageTimes> t = value ? decode_times(*value) : std::nullopt;
+    if (t) times_[id] = *t;
+    else times_.erase(id);
+    return true;
+  }
   return false;
 }
 
@@ -264,6 +328,7 @@ std::vector<std::string> StageLayer::all_keys() const {
   for (const auto& [d, m] : entries_)
     for (const auto& [name, e] : m) out.push_back(entry_key(d, name));
   for (const auto& [id, o] : objs_) out.push_back(obj_key(id));
+  for (const auto& [id, t] : times_) out.push_back(times_key(id));
   return out;
 }
 

@@ -12,6 +12,12 @@
 //   entries     (directory ObjId, name) → whiteout, or the ObjId the name
 //               now refers to. A name with no entry falls through to the
 //               lower directory (if the directory has one and is not opaque).
+//   times       ObjId → the times a held name change gave the object in the
+//               view (a directory's mtime and ctime when a name in it is
+//               created, removed or renamed; a file's ctime when it gains or
+//               loses a link). The view shows the later of these and the
+//               object's own. Not part of any change's undo, so they never
+//               make two held changes depend on each other.
 //   objects     ObjId → its upper copy (number of a file, directory,
 //               symlink or node in STATE/stage/obj/, holding content,
 //               mode, owner, times and xattrs), the view's link count, and
@@ -69,11 +75,20 @@ struct StageObj {
   bool operator==(const StageObj&) const = default;
 };
 
+struct StageTimes {
+  int64_t mtime_ns = -1;  // -1: none
+  int64_t ctime_ns = -1;
+  bool operator==(const StageTimes&) const = default;
+};
+
 // The overlay keys one change set, with their values before it.
 struct StageLog {
   std::vector<std::pair<std::string, std::optional<std::string>>> undo;
   std::set<std::string> touched;  // keys of the objects the change depends on
   std::set<std::string> seen;     // keys already in undo
+  // Time keys the change set: written with its record, put back only if
+  // the change fails (they are in no undo).
+  std::vector<std::pair<std::string, std::optional<std::string>>> side;
 };
 
 class StageLayer {
@@ -90,6 +105,7 @@ class StageLayer {
   const StageEntry* entry(const ObjId& dir, std::string_view name) const;
   const std::map<std::string, StageEntry, std::less<>>* entries(const ObjId& dir) const;
   const StageObj* obj(const ObjId& id) const;
+  const StageTimes* times(const ObjId& id) const;
   bool has_entries(const ObjId& dir) const;
   bool empty() const { return entries_.empty() && objs_.empty(); }  // holds mu
   // False while the overlay has never held anything (no lock: the view's fast path).
@@ -102,6 +118,11 @@ class StageLayer {
   void set_entry(const ObjId& dir, const std::string& name, std::optional<StageEntry> e,
                  StageLog& log);
   void set_obj(const ObjId& id, std::optional<StageObj> o, StageLog& log);
+  // A held name change at `ns`: the object's ctime (and with `mtime`, its
+  // mtime) as the view shows it is at least `ns`.
+  void stamp(const ObjId& id, bool mtime, int64_t ns, StageLog& log);
+  // The object's mtime was set explicitly: the view shows its own again.
+  void clear_mtime(const ObjId& id, StageLog& log);
   void touch(const ObjId& id, StageLog& log) { log.touched.insert(obj_key(id)); }
   // A copy-up made when a file was opened for writing belongs to the first
   // held change that touches the object (its record carries the undo).
@@ -122,9 +143,11 @@ class StageLayer {
 
   static std::string entry_key(const ObjId& dir, std::string_view name);
   static std::string obj_key(const ObjId& id);
+  static std::string times_key(const ObjId& id);
   // Parses an entry or object key.
   static bool parse_entry_key(std::string_view key, ObjId& dir, std::string& name);
   static bool parse_obj_key(std::string_view key, ObjId& id);
+  static bool parse_times_key(std::string_view key, ObjId& id);
 
   // The upper objects' directory and names.
   int obj_dirfd() const { return obj_dir_.get(); }
@@ -148,6 +171,7 @@ class StageLayer {
   mutable std::recursive_mutex mu_;
   std::map<ObjId, std::map<std::string, StageEntry, std::less<>>> entries_;
   std::map<ObjId, StageObj> objs_;
+  std::map<ObjId, StageTimes> times_;
   uint64_t next_upper_ = 1;
   std::atomic<bool> active_{false};
   std::map<std::string, std::optional<std::string>> pending_;
@@ -157,6 +181,8 @@ std::string encode_entry(const StageEntry& e);
 std::optional<StageEntry> decode_entry(std::string_view v);
 std::string encode_obj(const StageObj& o);
 std::optional<StageObj> decode_obj(std::string_view v);
+std::string encode_times(const StageTimes& t);
+std::optional<StageTimes> decode_times(std::string_view v);
 
 // Copies a regular file's content: FICLONE, else copy_file_range, else read/write.
 Result<void> copy_content(int src, int dst);

@@ -262,9 +262,11 @@ class View {
   Result<Entry> stage_lookup(Inode* parent, std::string_view name, const StageEntry& e,
                              Access level);
   void stage_fix(Inode* node, struct stat& st);
-  Result<void> copy_up(Inode* node, StageLog& log);                    // holds mu
-  void bump_nlink(Inode* node, int delta, StageLog& log);              // holds mu
-  void keep_handle(Inode* node, StageLog& log);                        // holds mu
+  Result<void> copy_up(Inode* node, StageLog& log);        // holds mu
+  void bump_nlink(Inode* node, int delta, StageLog& log);  // holds mu
+  void keep_handle(Inode* node, StageLog& log);            // holds mu
+  // A held name change's time on `node` (ctime; with `mtime` also mtime).
+  void stamp(Inode* node, bool mtime, int64_t now, StageLog& log);     // holds mu
   void remove_name(Inode* dir, std::string_view name, StageLog& log);  // holds mu
   void stage_commit(Change& c, StageLog& log, int err);                // holds mu
   Result<std::vector<DirHandle::Item>> list_merged(Inode* dir);

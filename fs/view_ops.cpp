@@ -284,6 +284,7 @@ Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const 
     c.held_image = upper_backed(node);
     if (auto r = copy_up(node, log); !r) return Errno{r.error()};
     stage_->touch(obj_id(node), log);
+    if (req.to_set & (R::kMtime | R::kMtimeNow)) stage_->clear_mtime(obj_id(node), log);
   }
   FdRef pathfd;
   int fd = -1;

@@ -37,6 +37,21 @@ bool decode_handle(const std::string& v, int mount_id, sys::FileHandle& h) {
 
 uint32_t dt_of(mode_t type) { return (type & S_IFMT) >> 12; }
 
+int64_t now_ns() {
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// The later of `t` and `ns` (ns < 0: none).
+void at_least(struct timespec& t, int64_t ns) {
+  if (ns < 0) return;
+  int64_t cur = static_cast<int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+  if (ns <= cur) return;
+  t.tv_sec = static_cast<time_t>(ns / 1000000000);
+  t.tv_nsec = static_cast<long>(ns % 1000000000);
+}
+
 }  // namespace
 
 bool View::same_object(const Inode* node, const StageObj& o) {
@@ -103,8 +118,13 @@ void View::stage_fix(Inode* node, struct stat& st) {
   else st.st_ino = report_ino(node->key().dev, node->key().ino);
   if (!stage_->active()) return;
   std::lock_guard lk(stage_->mu());
-  if (const StageObj* o = stage_->obj(obj_id(node)))
+  ObjId id = obj_id(node);
+  if (const StageObj* o = stage_->obj(id))
     if (o->nlink >= 0 && same_object(node, *o)) st.st_nlink = static_cast<nlink_t>(o->nlink);
+  if (const StageTimes* t = stage_->times(id)) {
+    at_least(st.st_mtim, t->mtime_ns);
+    at_least(st.st_ctim, t->ctime_ns);
+  }
 }
 
 Result<sys::UniqueFd> View::open_upper(uint64_t upper, int flags) {
@@ -259,6 +279,11 @@ void View::keep_handle(Inode* node, StageLog& log) {
 }
 
 // Caller holds stage_->mu().
+void View::stamp(Inode* node, bool mtime, int64_t now, StageLog& log) {
+  if (!node->synthetic()) stage_->stamp(obj_id(node), mtime, now, log);
+}
+
+// Caller holds stage_->mu().
 void View::bump_nlink(Inode* node, int delta, StageLog& log) {
   if (node->synthetic()) return;
   ObjId id = obj_id(node);
@@ -293,10 +318,13 @@ void View::stage_commit(Change& c, StageLog& log, int err) {
     // Put the overlay back as it was.
     for (auto it = log.undo.rbegin(); it != log.undo.rend(); ++it)
       stage_->apply_raw(it->first, it->second);
+    for (auto it = log.side.rbegin(); it != log.side.rend(); ++it)
+      stage_->apply_raw(it->first, it->second);
   } else {
     c.stage_undo = log.undo;
     c.stage_touch.assign(log.touched.begin(), log.touched.end());
     for (const auto& [k, old] : log.undo) c.stage_redo.emplace_back(k, stage_->value_of(k));
+    for (const auto& [k, old] : log.side) c.stage_redo.emplace_back(k, stage_->value_of(k));
     c.stage_redo.emplace_back(StageLayer::kNextKey, stage_->next_value());
   }
   finish_change(c, err);
@@ -386,6 +414,7 @@ Result<Entry> View::stage_make(Inode* parent, std::string_view name, mode_t mode
   stage_->set_obj(ObjId{0, n}, o, log);
   stage_->set_entry(obj_id(parent), std::string(name), StageEntry{false, ObjId{0, n}, type}, log);
   if (S_ISDIR(type)) bump_nlink(parent, +1, log);
+  stamp(parent, true, now_ns(), log);
   stage_commit(c, log, 0);
   auto e = lookup(parent, name);
   if (!e) return Errno{e.error()};
@@ -440,6 +469,9 @@ Result<void> View::stage_remove(Inode* parent, std::string_view name, bool dir, 
   } else {
     bump_nlink(t, -1, log);
   }
+  const int64_t now = now_ns();
+  stamp(parent, true, now, log);
+  if (!dir) stamp(t, false, now, log);  // a remaining link's ctime
   stage_->touch(obj_id(t), log);
   stage_commit(c, log, 0);
   table_.unlink_name(t->key(), parent, name);
@@ -521,6 +553,11 @@ Result<void> View::stage_rename(Inode* parent, std::string_view name, Inode* new
       bump_nlink(newparent, +1, log);
     }
   }
+  const int64_t now = now_ns();
+  stamp(parent, true, now, log);
+  if (newparent != parent) stamp(newparent, true, now, log);
+  stamp(s, false, now, log);
+  if (d) stamp(d, false, now, log);
   stage_->touch(obj_id(s), log);
   // The source's record state: where it is now (its own object).
   c.obj2 = ObjRef{(*sfd)->get(), ""};
@@ -556,6 +593,9 @@ Result<Entry> View::stage_link(Inode* node, Inode* newparent, std::string_view n
   stage_->set_entry(obj_id(newparent), std::string(newname),
                     StageEntry{false, obj_id(node), node->type()}, log);
   bump_nlink(node, +1, log);
+  const int64_t now = now_ns();
+  stamp(newparent, true, now, log);
+  stamp(node, false, now, log);
   stage_->touch(obj_id(node), log);
   stage_commit(c, log, 0);
   return lookup(newparent, newname);

@@ -449,7 +449,8 @@ void Decider::normalise(const std::vector<Record>& approved, KvTxn& txn, Touched
         auto v = stage_.value_of(*it);
         auto e = v ? fs::decode_entry(*v) : std::nullopt;
         keep = (e && !e->whiteout && needed(e->target)) || (id.upper() && needed(id));
-      } else if (fs::StageLayer::parse_obj_key(*it, id)) {
+      } else if (fs::StageLayer::parse_obj_key(*it, id) ||
+                 fs::StageLayer::parse_times_key(*it, id)) {
         keep = needed(id);
       }
       if (keep) {
@@ -470,6 +471,17 @@ void Decider::normalise(const std::vector<Record>& approved, KvTxn& txn, Touched
 }
 
 void Decider::sweep() { stage_.remove_orphans(); }
+
+void Decider::drop_unused_times(KvTxn& txn, Touched& touched) {
+  for (const auto& k : stage_.all_keys()) {
+    fs::ObjId id;
+    if (!fs::StageLayer::parse_times_key(k, id)) continue;
+    if (stage_.has_entries(id) || stage_.obj(id) || !stage_.names_of(id).empty()) continue;
+    stage_.apply_raw(k, std::nullopt);
+    txn.del(k);
+    touched.objs.push_back(id);
+  }
+}
 
 Result<void> Decider::unstage(const Record& h, const CallerInfo& who) {
   KvTxn txn;
@@ -552,6 +564,10 @@ Result<DecisionReport> Decider::reject(const Selection& sel, bool with_deps, con
     }
     rep.done.push_back(h.seq);
   }
+  KvTxn txn;
+  drop_unused_times(txn, touched);
+  if (!txn.empty())
+    if (auto w = j_.rewrite_keys(txn); !w) return Errno{w.error()};
   sweep();
   return rep;
 }

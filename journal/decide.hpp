@@ -84,6 +84,10 @@ class Decider {
   Result<void> unstage(const Record& h, const CallerInfo& who);
   void normalise(const std::vector<Record>& approved, KvTxn& txn, Touched& touched);
   void sweep();
+  // Drops the view times (fs/stage.hpp) of objects the overlay no longer
+  // changes: once nothing held is left in a directory, the view shows the
+  // real directory's times.
+  void drop_unused_times(KvTxn& txn, Touched& touched);
   // True if an approval of `path` left content `h` there.
   bool approved_here(const std::string& path, const Hash128& h);
 

@@ -1346,3 +1346,66 @@ def test_decisions_without_a_daemon(stage):
     assert pending(m) == []
     assert tree(v) == tree(real)
     assert (v / "c.txt").read_text() == "c.txt real\n"
+
+
+def test_held_name_changes_update_directory_times(stage):
+    """A held create/unlink/rename/link updates the directory's mtime and
+    ctime (and a link's ctime) in the view as natively, while the real
+    directory keeps its own; the times survive a remount, do not make the
+    held changes depend on each other, and an explicit utime wins."""
+    old = 1_000_000_000  # 2001
+
+    def setup(src):
+        (src / "d").mkdir()
+        (src / "d" / "keep").write_text("k\n")
+        (src / "e").mkdir()
+        for p in (src / "d" / "keep", src / "d", src / "e"):
+            os.utime(p, (old, old))
+
+    m = stage(setup)
+    v, real = m.mp / BIND, m.src(BIND)
+    t0 = time.time()
+
+    def times(p):
+        st = os.lstat(p)
+        return st.st_mtime, st.st_ctime
+
+    assert times(v / "d")[0] == old
+    (v / "d" / "new").write_text("n\n")
+    dm, dc = times(v / "d")
+    assert dm >= t0 - 1 and dc >= t0 - 1, "a held create did not update its directory's times"
+    assert os.lstat(real / "d").st_mtime == old, "the real directory changed under stage"
+    assert times(v / "e")[0] == old, "an untouched directory's mtime changed"
+
+    # A new link: the file's ctime and the new name's directory.
+    kc0 = os.lstat(v / "d" / "keep").st_ctime
+    time.sleep(1.1)
+    os.link(v / "d" / "keep", v / "e" / "keep2")
+    assert os.lstat(v / "d" / "keep").st_ctime > kc0
+    assert times(v / "e")[0] > dm
+    # A rename between the directories: both.
+    em = times(v / "e")[0]
+    time.sleep(1.1)
+    os.rename(v / "d" / "new", v / "e" / "new")
+    assert times(v / "d")[0] > dm and times(v / "e")[0] > em
+    seen = {p: times(v / p) for p in ("d", "e", "d/keep")}
+
+    # Across a remount: the same times.
+    m.stop()
+    m.start()
+    assert {p: times(v / p) for p in seen} == seen, "held directory times lost across a remount"
+
+    # Not a dependency: the link alone can be approved.
+    held = settled_pending(m)
+    decide(m, "approve", one_id(held, op="link"))
+    assert (real / "e" / "keep2").exists()
+
+    # An explicit mtime on the directory is what the view shows.
+    os.utime(v / "d", (old + 5, old + 5))
+    assert times(v / "d")[0] == old + 5
+
+    # Rejecting the rest: the view is the real tree again, times included.
+    decide(m, "reject", "--all")
+    assert sorted(os.listdir(v / "e")) == ["keep2"]
+    for p in ("d", "e"):
+        assert os.lstat(v / p).st_mtime == os.lstat(real / p).st_mtime, p

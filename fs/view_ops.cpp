@@ -614,7 +614,7 @@ void View::release(std::unique_ptr<OpenFile> fh) {
 
 void View::flush(OpenFile& fh) {
   std::lock_guard lk(fh.mu);
-  if (fh.session && !fh.session->held) gate_.settle(*fh.session);
+  if (fh.session) gate_.settle(*fh.session);
 }
 
 Result<void> View::fsync(OpenFile& fh, bool datasync) {

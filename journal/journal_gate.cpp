@@ -323,19 +323,9 @@ void JournalGate::reshaped(fs::Change& c) {
   }
 }
 
-void JournalGate::end_held(fs::Change& c, fs::GateState& gs, int err) {
+void JournalGate::take_after_held(fs::Change& c, fs::GateState& gs) {
   Record& r = static_cast<State&>(gs).rec;
   using fs::OpKind;
-  if (err != 0) {
-    // The overlay did not change; the number taken at begin() is used.
-    r.state = RecordState::Failed;
-    r.err = err;
-    if (auto w = j_.append_with(r, KvTxn{}); !w)
-      spdlog::error("journal: cannot record a failed change ({} {}): {}", r.op, r.path,
-                    std::strerror(w.error()));
-    return;
-  }
-  r.state = RecordState::Held;
   const fs::ObjRef& where = (c.op == OpKind::Rename || c.op == OpKind::Link) ? c.obj2 : c.obj;
   if (c.op == OpKind::Unlink || c.op == OpKind::Rmdir) {
     r.after = ObjectState{};
@@ -370,6 +360,22 @@ void JournalGate::end_held(fs::Change& c, fs::GateState& gs, int err) {
         r.before->hash = r.after->hash;
     }
   }
+}
+
+void JournalGate::end_held(fs::Change& c, fs::GateState& gs, int err) {
+  Record& r = static_cast<State&>(gs).rec;
+  using fs::OpKind;
+  if (err != 0) {
+    // The overlay did not change; the number taken at begin() is used.
+    r.state = RecordState::Failed;
+    r.err = err;
+    if (auto w = j_.append_with(r, KvTxn{}); !w)
+      spdlog::error("journal: cannot record a failed change ({} {}): {}", r.op, r.path,
+                    std::strerror(w.error()));
+    return;
+  }
+  r.state = RecordState::Held;
+  if (!static_cast<State&>(gs).settled) take_after_held(c, gs);
   r.undo = std::move(c.stage_undo);
   r.touch = std::move(c.stage_touch);
   r.xattr_value = std::move(c.xattr_value);
@@ -441,8 +447,11 @@ void JournalGate::take_after(fs::Change& c, fs::GateState& gs) {
 
 void JournalGate::settle(fs::Change& c) {
   auto* s = static_cast<State*>(c.state.get());
-  if (!s || c.held) return;
-  take_after(c, *s);
+  if (!s) return;
+  // Held: the content as it is now is kept as a copy (the upper file keeps
+  // changing), so a later append's bytes are never this record's.
+  if (c.held) take_after_held(c, *s);
+  else take_after(c, *s);
   s->settled = true;
 }
 

@@ -57,6 +57,7 @@ class JournalGate final : public fs::ChangeGate {
 
   void end_held(fs::Change& c, fs::GateState& s, int err);
   void take_after(fs::Change& c, fs::GateState& s);
+  void take_after_held(fs::Change& c, fs::GateState& s);
   Result<ObjectState> capture(const fs::ObjRef& ref, bool content_image, bool may_link,
                               struct stat* st_out);
   std::optional<Hash128> known_hash(const struct stat& st);

@@ -1409,3 +1409,30 @@ def test_held_name_changes_update_directory_times(stage):
     assert sorted(os.listdir(v / "e")) == ["keep2"]
     for p in ("d", "e"):
         assert os.lstat(v / p).st_mtime == os.lstat(real / p).st_mtime, p
+
+
+def test_back_to_back_appends_under_stage_hold_each_content(stage):
+    """A shell loop of `>>` appends under stage: each held record keeps the
+    content as its own close() left it (taken at FLUSH), not a later append's
+    (the kernel's RELEASE of the previous handle comes late), so approving
+    the records one by one walks the real file through every step."""
+    m = stage()
+    v, real = m.mp / BIND, m.src(BIND)
+    n = 20
+    sh(f"printf 'start\\n' > f; i=0; while [ $i -lt {n} ]; do echo line$i >> f; i=$((i+1)); done",
+       v)
+    held = settled_pending(m)
+    ws = sorted((c for c in held if c["path"] == f"{BIND}/f"), key=lambda c: c["id"])
+    # A held create is a record of its own, then the first write.
+    assert [c["op"] for c in ws] == ["create", "write"] + ["write"] * n, ws
+    for a, b in zip(ws[1:], ws[2:]):
+        assert a["after"]["hash"] == b["before"]["hash"], (a["id"], b["id"])
+    expect = ""
+    for k, c in enumerate(ws):
+        decide(m, "approve", c["id"])
+        if k == 1:
+            expect = "start\n"
+        elif k > 1:
+            expect += f"line{k - 2}\n"
+        assert (real / "f").read_text() == expect, f"after approving {k + 1} of {len(ws)}"
+    assert (v / "f").read_text() == expect

@@ -12,22 +12,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:?usage: $0 BUILD_DIR}
-reports=$(mktemp -d)
-trap 'rm -rf "$reports"' EXIT
+reports=${TSAN_REPORTS:-$(mktemp -d)}
+[[ -n ${TSAN_REPORTS:-} ]] || trap 'rm -rf "$reports"' EXIT
 export TSAN_OPTIONS="suppressions=$PWD/tests/tsan/tsan.supp log_path=$reports/tsan second_deadlock_stack=1 history_size=4"
 
-"$build/scopefs_unit"
+# TSan exits 66 from a process that reported: keep going, print the reports.
+rc=0
+"$build/scopefs_unit" >"$reports/unit.out" 2>&1 || { rc=$?; cat "$reports/unit.out"; }
+tail -3 "$reports/unit.out"
 SCOPEFS_BIN=$PWD/$build/scopefs timeout 1200 /usr/bin/python3 -m pytest -q \
   "tests/integration/test_hostile.py::test_concurrent_writers_one_file" \
   "tests/integration/test_hostile.py::test_rename_storm" \
   "tests/integration/test_crash.py::test_sigkill_during_write_storm" \
   "tests/integration/test_stage.py::test_decisions_keep_the_view_coherent" \
   "tests/integration/test_tools.py::test_sqlite3_python_concurrent_reader" \
-  "tests/integration/test_tools.py::test_many_small_writes"
+  "tests/integration/test_tools.py::test_many_small_writes" || rc=$?
 
 if compgen -G "$reports/tsan*" >/dev/null; then
   cat "$reports"/tsan*
   echo "ThreadSanitizer reported the above" >&2
   exit 1
+fi
+if ((rc)); then
+  echo "tests failed (exit $rc)" >&2
+  exit "$rc"
 fi
 echo "ThreadSanitizer: no reports"

@@ -32,6 +32,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -254,9 +255,7 @@ int usage() {
   return 2;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int bench_main(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string s = argv[i];
@@ -449,4 +448,19 @@ int main(int argc, char** argv) {
     std::cerr << "journal kept in " << a.dir << "\n";
   }
   return rc;
+}
+
+}  // namespace
+
+// Nothing escapes main(): what bench_main() does not catch itself (its argument
+// parsing, the temp dir's cleanup) is reported, not a terminate().
+int main(int argc, char** argv) {
+  try {
+    return bench_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "scopefs_bench_query: %s\n", e.what());
+  } catch (...) {
+    std::fputs("scopefs_bench_query: unknown error\n", stderr);
+  }
+  return 1;
 }

@@ -32,7 +32,7 @@ inline Access most_restrictive(Access a, Access b) { return a < b ? a : b; }
 
 struct Rule {
   Glob glob;
-  Access access;
+  Access access = Access::Hide;
   std::optional<Glob> base;  // "dir" for a pattern "dir/**" (set by Policy)
 };
 
@@ -47,7 +47,7 @@ class Policy {
   // The decision of the rules matching exactly this path (no ancestors);
   // nullopt when none does.
   std::optional<Access> exact_access(std::string_view view_path) const;
-  std::optional<Access> exact_access(const std::vector<std::string_view>& segments) const;
+  std::optional<Access> exact_access(const std::vector<std::string_view>& segs) const;
 
   // The rule decision for one path, not considering ancestors being hidden;
   // nullopt when no rule applies (the caller uses the bind default).

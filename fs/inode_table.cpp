@@ -6,7 +6,7 @@
 
 namespace scopefs::fs {
 
-Inode* InodeTable::add_pinned(std::unique_ptr<Inode> node, Inode* parent, std::string name) {
+Inode* InodeTable::add_pinned(std::unique_ptr<Inode> node, Inode* parent, std::string_view name) {
   std::lock_guard lk(mu_);
   Inode* raw = node.get();
   raw->pinned = true;

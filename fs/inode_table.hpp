@@ -111,7 +111,7 @@ class Inode {
 class InodeTable {
  public:
   // Adds a pinned inode (bind root or synthetic) with the given parent link.
-  Inode* add_pinned(std::unique_ptr<Inode> node, Inode* parent, std::string name);
+  Inode* add_pinned(std::unique_ptr<Inode> node, Inode* parent, std::string_view name);
 
   // Finds the inode for `key` or publishes `fresh` (which must have that key);
   // counts one kernel lookup and relinks it under (parent, name). If `fresh` is

@@ -68,6 +68,7 @@ void Session::mount() {
   std::vector<std::string> argv_s = {"scopefs", o};
   if (opts_.debug) argv_s.emplace_back("-d");
   std::vector<char*> argv;
+  argv.reserve(argv_s.size());
   for (auto& s : argv_s) argv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   fuse_lowlevel_ops ops = make_ops();

@@ -29,12 +29,12 @@ View::~View() = default;
 void View::open() {
   const auto& policy = cfg_.policy;
   // Synthetic root unless a bind sits at "".
-  auto make_synth = [&](Inode* parent, std::string name, std::string path) {
+  auto make_synth = [&](Inode* parent, std::string_view name, const std::string& path) {
     size_t idx = synth_.size();
     auto node =
         std::make_unique<Inode>(InodeKey{0, kSyntheticInoBase | idx}, S_IFDIR, -1, next_serial_++);
     node->synthetic_index = idx;
-    Inode* raw = table_.add_pinned(std::move(node), parent, std::move(name));
+    Inode* raw = table_.add_pinned(std::move(node), parent, name);
     SyntheticDir sd;
     sd.node = raw;
     sd.path = path;

@@ -218,6 +218,7 @@ class JournaldSink final : public AuditSink {
                                          "SCOPEFS_CALLER_UID=" + std::to_string(r.caller.uid),
                                          "SCOPEFS_JSON=" + l.json};
       std::vector<struct iovec> iov;
+      iov.reserve(fields.size());
       for (auto& f : fields) iov.push_back({f.data(), f.size()});
       int rc = sd_journal_sendv(iov.data(), static_cast<int>(iov.size()));
       if (rc < 0) return Errno{-rc};

@@ -160,7 +160,7 @@ std::optional<Checkpoint> read_head_file(const std::string& state_dir) {
 // ---------------------------------------------------------------------------
 
 Chain::Chain(KvStore& kv, std::optional<SigningKey> key, std::string state_dir, bool read_only)
-    : kv_(kv), key_(std::move(key)), state_dir_(std::move(state_dir)) {
+    : kv_(kv), key_(key), state_dir_(std::move(state_dir)) {
   auto last = kv_.last("a/");
   if (!last) throw std::runtime_error("cannot read the journal's hash chain");
   if (*last) {
@@ -443,7 +443,7 @@ VerifyReport verify_journal(KvStore& kv, const VerifyOptions& opts) {
     problem(0, 0,
             "the head file (chain.head) is missing or unreadable: the tail cannot be checked");
   if (!opts.key && rep.events > 0)
-    rep.notes.push_back("no public key: checkpoint signatures not checked");
+    rep.notes.emplace_back("no public key: checkpoint signatures not checked");
   if (opts.key && rep.head_eseq > rep.anchored_eseq) {
     std::string what = std::to_string(rep.head_eseq - rep.anchored_eseq) + " newest event(s) (" +
                        std::to_string(rep.anchored_eseq + 1) + ".." +

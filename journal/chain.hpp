@@ -72,7 +72,7 @@ Digest event_hash_of(const ChainEvent& e, const Digest& value_digest);
 // body ‖ event_hash(e).
 std::string encode_event(const ChainEvent& e);
 // EBADMSG when too short or of an unknown version.
-Result<ChainEvent> decode_event(std::string_view stored);
+Result<ChainEvent> decode_event(std::string_view v);
 
 struct Checkpoint {
   uint64_t eseq = 0;

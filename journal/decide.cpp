@@ -68,7 +68,7 @@ Result<std::vector<Record>> Decider::select(const Selection& sel, bool forward, 
     std::string pat = g;
     while (!pat.empty() && pat.front() == '/') pat.erase(0, 1);
     if (!config::Glob::compile(pat, gl, err, pos)) {
-      rep.notes.push_back("bad glob " + g + ": " + err);
+      rep.notes.push_back(std::string("bad glob ").append(g).append(": ").append(err));
       return Errno{EINVAL};
     }
     globs.push_back(std::move(gl));

@@ -4,6 +4,7 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <vector>
 
 #include "journal/audit_json.hpp"
@@ -53,9 +55,18 @@ void octal(char* field, size_t width, uint64_t v) {
                 static_cast<unsigned long long>(v));
 }
 
+// A fixed-width ustar text field of a zeroed header. The fields need no NUL
+// of their own (version "00" fills its two bytes; a 100-byte name is legal):
+// the zeroed rest terminates the shorter ones. A value that does not fit is
+// an error, not a silently truncated member name.
+void put_field(char* field, size_t width, std::string_view s) {
+  if (s.size() > width) throw std::runtime_error("tar: field too long: " + std::string(s));
+  std::copy(s.begin(), s.end(), field);
+}
+
 void tar_add(std::string& tar, const std::string& name, const std::string& data, int64_t mtime) {
   char h[512] = {};
-  std::memcpy(h, name.data(), std::min<size_t>(name.size(), 99));
+  put_field(h, 100, name);
   octal(h + 100, 8, 0644);
   octal(h + 108, 8, 0);
   octal(h + 116, 8, 0);
@@ -63,10 +74,10 @@ void tar_add(std::string& tar, const std::string& name, const std::string& data,
   octal(h + 136, 12, static_cast<uint64_t>(mtime));
   std::memset(h + 148, ' ', 8);
   h[156] = '0';
-  std::memcpy(h + 257, "ustar", 6);
-  std::memcpy(h + 263, "00", 2);
-  std::memcpy(h + 265, "root", 4);
-  std::memcpy(h + 297, "root", 4);
+  put_field(h + 257, 6, "ustar");  // magic "ustar\0"
+  put_field(h + 263, 2, "00");
+  put_field(h + 265, 32, "root");
+  put_field(h + 297, 32, "root");
   unsigned sum = 0;
   for (unsigned char c : h) sum += c;
   std::snprintf(h + 148, 8, "%06o", sum);

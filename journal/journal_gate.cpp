@@ -101,7 +101,7 @@ CallerInfo caller_info(const fs::Caller& c) {
   struct Seen {
     std::string start;
     CallerInfo info;
-    int64_t checked;
+    int64_t checked = 0;
   };
   static std::mutex mu;
   static std::unordered_map<pid_t, Seen> cache;  // guarded by mu

@@ -46,8 +46,8 @@ class JournalGate final : public fs::ChangeGate {
  private:
   struct Known {
     Hash128 hash;
-    int64_t size;
-    int64_t mtime_ns;
+    int64_t size = 0;
+    int64_t mtime_ns = 0;
   };
   struct KeyHash {
     size_t operator()(const std::pair<dev_t, ino_t>& k) const {

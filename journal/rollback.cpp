@@ -358,7 +358,7 @@ ObjectState Run::sim_state(const std::string& path) {
   std::string real = path;
   for (const auto& [from, to] : alias_)
     if (under_or_eq(real, from)) {
-      real = to + real.substr(from.size());
+      real.replace(0, from.size(), to);
       break;
     }
   if (real == path)
@@ -386,7 +386,7 @@ void Run::simulate(const Change& c, const ObjectState& cur) {
     std::string real2 = c.path2;
     for (const auto& [from, to] : alias_)
       if (under_or_eq(real2, from)) {
-        real2 = to + real2.substr(from.size());
+        real2.replace(0, from.size(), to);
         break;
       }
     std::map<std::string, ObjectState> moved;
@@ -949,7 +949,7 @@ Result<RollbackReport> RollBacker::rollback(const RollbackSelection& sel, bool f
     std::string pat = g;
     while (!pat.empty() && pat.front() == '/') pat.erase(0, 1);
     if (!config::Glob::compile(pat, gl, err, pos)) {
-      rep.notes.push_back("bad glob " + g + ": " + err);
+      rep.notes.push_back(std::string("bad glob ").append(g).append(": ").append(err));
       return Errno{EINVAL};
     }
     globs.push_back(std::move(gl));
@@ -1005,7 +1005,7 @@ Result<RollbackReport> RollBacker::rollback(const RollbackSelection& sel, bool f
   Run run(cfg_, j_, force, dry_run, who, rep, touched);
   for (const Record& r : chosen) run.undo(r);
   if (!dry_run) run.finish();
-  if (chosen.empty()) rep.notes.push_back("nothing to roll back");
+  if (chosen.empty()) rep.notes.emplace_back("nothing to roll back");
   return rep;
 }
 

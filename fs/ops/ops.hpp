@@ -40,8 +40,13 @@ namespace ops {
 inline FsContext& ctx(fuse_req_t req) { return *static_cast<FsContext*>(fuse_req_userdata(req)); }
 inline View& view(fuse_req_t req) { return *ctx(req).view; }
 
+// Node ids and file handles are the addresses of our Inode/OpenFile/DirHandle
+// objects, round-tripped through libfuse's uint64_t fields (how the lowlevel
+// API is meant to be used, as in libfuse's passthrough_hp.cc): the int-to-
+// pointer casts below are that round trip, not an optimization hazard.
 inline Inode* node(fuse_req_t req, fuse_ino_t ino) {
   if (ino == FUSE_ROOT_ID) return view(req).root();
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): the nodeid is an Inode* we handed out
   return reinterpret_cast<Inode*>(ino);
 }
 
@@ -55,9 +60,13 @@ inline Caller caller(fuse_req_t req) {
 }
 
 inline OpenFile* file(fuse_file_info* fi) {
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): fh is the OpenFile* open/create released
   return fi ? reinterpret_cast<OpenFile*>(fi->fh) : nullptr;
 }
-inline DirHandle* dir(fuse_file_info* fi) { return reinterpret_cast<DirHandle*>(fi->fh); }
+inline DirHandle* dir(fuse_file_info* fi) {
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): fh is the DirHandle* opendir released
+  return reinterpret_cast<DirHandle*>(fi->fh);
+}
 
 // The kernel sends RELEASE only once every request on a handle has been
 // answered, so a request's last use of its OpenFile happens before the

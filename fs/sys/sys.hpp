@@ -33,7 +33,7 @@ struct ProcPath {
   const char* c_str() const { return buf_; }
 
  private:
-  char buf_[40];
+  char buf_[40] = {};
 };
 
 Result<UniqueFd> open_at(int dirfd, const char* name, int flags, mode_t mode = 0);

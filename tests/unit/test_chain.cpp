@@ -124,7 +124,7 @@ TEST_CASE("chain: edits, deletions, swaps, insertions and unsigned appends are n
 
 TEST_CASE("chain: survives a reopen, truncation is caught by the head file (rocksdb)") {
   scopefs::test::TempDir dir;
-  std::string state = dir.path();
+  const std::string& state = dir.path();
   {
     auto j = Journal::open(state, JournalOptions{"t", "run1"});
     fill(*j);

@@ -143,6 +143,7 @@ std::vector<std::pair<std::string, std::string>> scan_all(KvStore& s, std::strin
 
 std::vector<std::string> keys_of(const std::vector<std::pair<std::string, std::string>>& kv) {
   std::vector<std::string> out;
+  out.reserve(kv.size());
   for (const auto& [k, v] : kv) out.push_back(k);
   return out;
 }

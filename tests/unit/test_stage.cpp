@@ -117,6 +117,14 @@ std::string describe(const struct stat& st, const std::string& content) {
   return head + content;
 }
 
+// The key of `name` below the key `rel` ("." is the root).
+std::string child_key(const std::string& rel, std::string_view name) {
+  if (rel == ".") return std::string(name);
+  std::string key = rel;
+  key.append("/").append(name);
+  return key;
+}
+
 // The real tree below `root`, keyed by relative path ("." is the root).
 void real_walk(const std::string& root, const std::string& rel, KeyMap& out) {
   std::string p = rel == "." ? root : root + "/" + rel;
@@ -127,7 +135,7 @@ void real_walk(const std::string& root, const std::string& rel, KeyMap& out) {
   if (S_ISLNK(st.st_mode)) content = std::filesystem::read_symlink(p).string();
   out[rel] = describe(st, content);
   if (S_ISDIR(st.st_mode))
-    for (const auto& n : dir_names(p)) real_walk(root, rel == "." ? n : rel + "/" + n, out);
+    for (const auto& n : dir_names(p)) real_walk(root, child_key(rel, n), out);
 }
 KeyMap real_tree(const std::string& root) {
   KeyMap out;
@@ -282,7 +290,7 @@ struct StageView {
   void view_walk(Inode* dir, const std::string& rel, KeyMap& out) {
     out[rel] = describe(attr(dir), "");
     for (const auto& [name, ino] : listing(dir)) {
-      std::string p = rel == "." ? name : rel + "/" + name;
+      std::string p = child_key(rel, name);
       CAPTURE(p);
       auto e = view->lookup(dir, name);
       INFO("lookup errno ", e.error());
@@ -393,7 +401,7 @@ TEST_CASE("stage: entries and objects round-trip through their value codec") {
   const std::vector<StageObj> objs = {
       StageObj{},
       StageObj{5, 1, false, S_IFREG, ""},
-      StageObj{0, -1, true, S_IFDIR, "\x00\x00\x00\x01handle"},
+      StageObj{0, -1, true, S_IFDIR, std::string("\x00\x00\x00\x01handle", 10)},
       StageObj{0xffffffffffffffffULL, 0x7fffffffffffffffLL, true, S_IFLNK, binary_handle},
       StageObj{3, 0, false, S_IFREG, std::string(1, '\0')},
       StageObj{1, -5, false, S_IFCHR, "x"},
@@ -1058,6 +1066,7 @@ TEST_CASE_FIXTURE(
   // The journal holds one record per change, oldest first.
   auto h = held();
   std::vector<std::pair<std::string, std::string>> ops;
+  ops.reserve(h.size());
   for (const auto& r : h) ops.emplace_back(r.op, r.path);
   for (const auto& want :
        std::vector<std::pair<std::string, std::string>>{{"write", "data/f.txt"},

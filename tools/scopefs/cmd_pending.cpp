@@ -18,8 +18,6 @@
 #include "journal/journal.hpp"
 #include "tools/scopefs/commands.hpp"
 
-extern char** environ;
-
 namespace scopefs::cli {
 namespace {
 

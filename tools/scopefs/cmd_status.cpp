@@ -129,7 +129,7 @@ nlohmann::json collect(const std::optional<config::TaskConfig>& cfg, const std::
 
 void print_one(const nlohmann::json& out) {
   bool has_cfg = out.contains("task");
-  auto pid = out["daemon_pid"];
+  const auto& pid = out["daemon_pid"];
   if (has_cfg) std::cout << "task        " << out["task"].get<std::string>() << "\n";
   std::cout << "state_dir   " << out["state_dir"].get<std::string>() << "\n";
   if (has_cfg)

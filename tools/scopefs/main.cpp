@@ -1,11 +1,15 @@
 // scopefs: the admin CLI and the daemon (`scopefs mount`). Thin: every
 // subcommand lives in cmd_<sub>.cpp over the core library.
+#include <cstdio>
+#include <exception>
 #include <iostream>
 
 #include "tools/scopefs/commands.hpp"
 #include "tools/scopefs/logging.hpp"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run_cli(int argc, char** argv) {
   using namespace scopefs::cli;
   setup_logging();
   CLI::App app{"scopefs: scoped, policy-filtered, journaled views of real directories"};
@@ -39,4 +43,19 @@ int main(int argc, char** argv) {
     return kExitFailure;
   }
   return kExitOk;
+}
+
+}  // namespace
+
+// Nothing escapes main(): an exception from setting up the logger or the
+// command line (or from a handler above) is reported, not a terminate().
+int main(int argc, char** argv) {
+  try {
+    return run_cli(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "scopefs: %s\n", e.what());
+  } catch (...) {
+    std::fputs("scopefs: unknown internal error\n", stderr);
+  }
+  return scopefs::cli::kExitFailure;
 }

@@ -18,15 +18,24 @@ namespace {
 constexpr long kFuseSuperMagic = 0x65735546;
 }
 
+bool detach_dead_mount(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) return false;
+  int e = errno;
+  if (e != ENOTCONN && e != ECONNABORTED) return false;
+  if (::umount2(path.c_str(), MNT_DETACH) != 0)
+    throw std::runtime_error("cannot clear the dead mount at " + path + ": " +
+                             std::strerror(errno));
+  return true;
+}
+
 void prepare_mountpoint(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     int e = errno;
     if (e == ENOTCONN || e == ECONNABORTED) {
       // A daemon died without unmounting: detach the dead mount.
-      if (::umount2(path.c_str(), MNT_DETACH) != 0)
-        throw std::runtime_error("cannot clear the stale mount at " + path + ": " +
-                                 std::strerror(errno));
+      detach_dead_mount(path);
       spdlog::warn("cleared a stale mount at {}", path);
     } else if (e == ENOENT) {
       std::error_code ec;
@@ -105,6 +114,15 @@ void Session::unmount() {
   if (mounted_ && se_) {
     fuse_session_unmount(se_);
     mounted_ = false;
+    // After an abort of the connection (fusectl's abort, or the kernel
+    // ending it mid-unmount) libfuse skips the unmount and leaves a mount
+    // that answers ENOTCONN: detach it, or the mountpoint stays unusable.
+    try {
+      if (detach_dead_mount(mountpoint_))
+        spdlog::warn("detached the dead mount at {}", mountpoint_);
+    } catch (const std::exception& e) {
+      spdlog::error("{}", e.what());
+    }
   }
 }
 

@@ -24,6 +24,10 @@ struct SessionOptions {
 // something else is mounted there.
 void prepare_mountpoint(const std::string& path);
 
+// Detaches the FUSE mount at `path` if its connection is gone (stat answers
+// ENOTCONN or ECONNABORTED). Returns whether it did; throws if umount2 fails.
+bool detach_dead_mount(const std::string& path);
+
 class Session {
  public:
   Session(View& view, std::string mountpoint, std::string fsname, SessionOptions opts);

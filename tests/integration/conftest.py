@@ -197,6 +197,9 @@ def mount(tmp_root):
         errs = m.errors_in_log()
         m.stop()
         if errs:
-            failures.append("\n".join(errs))
+            # The lines before an error tell which step of the test it was.
+            tail = m.daemon_log().splitlines()[-40:]
+            failures.append("\n".join(errs) + "\n--- the daemon log's last lines:\n" +
+                            "\n".join(tail))
     if failures:
         pytest.fail("daemon logged errors:\n" + "\n".join(failures))

@@ -255,6 +255,21 @@ def assert_manifests_equal(a, b, a_name, b_name, mount=None, what=""):
         raise AssertionError(f"{what or a_name + ' != ' + b_name}:\n{msg}")
 
 
+def fuse_connection_dir(mp):
+    """The fusectl connection directory of the FUSE mount at `mp` (from its
+    device number in /proc/self/mountinfo, which never touches the mount)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if fields[4] == str(mp):
+                    major, minor = (int(x) for x in fields[2].split(":"))
+                    return Path("/sys/fs/fuse/connections") / str((major << 20) | minor)
+    except OSError:
+        pass
+    return None
+
+
 class Watchdog:
     """Ends a hung test: after `seconds`, aborts the mount's FUSE connection
     (fusectl, when mounted) and SIGKILLs the mount's own daemon by PID, so
@@ -276,24 +291,10 @@ class Watchdog:
     def cancel(self):
         self._timer.cancel()
 
-    def _fuse_conn(self):
-        """The fusectl connection directory of the mount (by its device number
-        in /proc/self/mountinfo, which never touches the hung mount)."""
-        try:
-            with open("/proc/self/mountinfo") as f:
-                for line in f:
-                    fields = line.split()
-                    if fields[4] == str(self.mount.mp):
-                        major, minor = (int(x) for x in fields[2].split(":"))
-                        return Path("/sys/fs/fuse/connections") / str((major << 20) | minor)
-        except OSError:
-            pass
-        return None
-
     def _fire(self):
         import signal
         self.fired = True
-        conn = self._fuse_conn()
+        conn = fuse_connection_dir(self.mount.mp)
         if conn is not None and (conn / "abort").exists():
             try:
                 (conn / "abort").write_text("1")

@@ -4,8 +4,12 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
+
+import pytest
 
 from conftest import SCOPEFS, is_fuse_mount, write_config
+from helpers import fuse_connection_dir
 
 
 def run(*args, **kw):
@@ -66,6 +70,44 @@ def test_sigterm_unmounts_cleanly(mount):
     m.proc.wait(timeout=10)
     assert m.proc.returncode == 0
     assert not is_fuse_mount(m.mp)
+
+
+@pytest.fixture
+def fusectl():
+    """The fusectl filesystem at /sys/fs/fuse/connections (mounted for the
+    test if it is not, and unmounted after); skips where it cannot be had."""
+    conns = Path("/sys/fs/fuse/connections")
+    mounted_here = False
+    if not os.path.ismount(conns):
+        r = subprocess.run(["mount", "-t", "fusectl", "fusectl", str(conns)], capture_output=True)
+        if r.returncode != 0:
+            pytest.skip("fusectl is not available: " + r.stderr.decode(errors="replace").strip())
+        mounted_here = True
+    try:
+        yield conns
+    finally:
+        if mounted_here:
+            subprocess.run(["umount", str(conns)], capture_output=True)
+
+
+def test_connection_abort_stops_the_view_cleanly(mount, fusectl):
+    """An admin's last resort for a hung view is fusectl's abort: the daemon
+    ends as on an unmount (exit 0, run closed), the dead mount is detached,
+    and the next mount finds a clean mountpoint."""
+    m = mount([{"path": "", "access": "write"}])
+    (m.mp / "a.txt").write_text("1")
+    conn = fuse_connection_dir(m.mp)
+    if conn is None or not (conn / "abort").exists():
+        pytest.skip("no fusectl connection directory for the mount")
+    (conn / "abort").write_text("1")
+    rc = m.proc.wait(timeout=20)
+    log = m.daemon_log()
+    assert rc == 0, log
+    assert not is_fuse_mount(m.mp)
+    m.stop()
+    m.start()
+    assert (m.mp / "a.txt").read_text() == "1"
+    assert "stale mount" not in m.daemon_log()
 
 
 def test_check_reports_errors_with_line_and_column(tmp_root):

@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -237,6 +238,14 @@ int serve(const config::TaskConfig& cfg, journal::StateDir& state, const MountAr
     spdlog::info("task {}: unmounted from {} (run {})", cfg.name, cfg.mountpoint, jo.run);
     state.remove_pid();
     // libfuse reports the signal that ended the loop: a requested stop is clean.
+    // ECONNABORTED from /dev/fuse: the kernel ended the connection, which
+    // recent kernels do when `fusermount3 -u` races requests in flight, and
+    // fusectl's abort does on an admin's order. libfuse 3.14 treats only
+    // ENODEV as the end of a mount; the view has ended the same way.
+    if (r == -ECONNABORTED) {
+      spdlog::warn("task {}: the kernel aborted the FUSE connection; the view has ended", cfg.name);
+      r = 0;
+    }
     bool clean = r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP;
     if (!clean) spdlog::error("task {}: session loop ended with {}", cfg.name, r);
     return clean ? kExitOk : kExitFailure;

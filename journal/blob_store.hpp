@@ -1,7 +1,8 @@
 // Content-addressed blob store for before-images (and, later, held content).
 //
 // Layout: STATE_DIR/blobs/<2 hex>/<30 hex>, named by XXH3-128 of the content,
-// read-only (0400); STATE_DIR/blobs/tmp/ for blobs being made. Blobs are
+// read-only (0400); STATE_DIR/blobs/tmp/ for blobs being made. The 256
+// <2 hex> directories are made with the store (and again if one goes missing). Blobs are
 // deduplicated by name; reference counts live in the journal ("b/<hash>"),
 // updated in the same transaction as the record that references the blob.
 //
@@ -27,7 +28,8 @@ namespace scopefs::journal {
 
 class BlobStore {
  public:
-  // Creates the directories; throws std::runtime_error on failure.
+  // Creates the directories (tmp/ and the 256 fan-out ones); throws
+  // std::runtime_error on failure.
   explicit BlobStore(std::string dir);
 
   // Copies the whole content of `fd` into the store.
@@ -55,6 +57,7 @@ class BlobStore {
   const std::string& dir() const { return dir_; }
 
  private:
+  void make_fanout();
   Result<Hash128> publish_tmp(int tmp_fd);
   Result<void> copy_into(int src, int dst);
 

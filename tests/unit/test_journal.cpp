@@ -1035,6 +1035,29 @@ TEST_CASE("blobs: put_copy of equal content twice yields one blob, named by its 
   check_blobs_named_by_content(tmp.at("blobs"));
 }
 
+TEST_CASE("blobs: the 256 fan-out directories come with the store; a missing one is made again") {
+  TempDir tmp;
+  {
+    BlobStore bs(tmp.at("blobs"));
+    for (const char* sub : {"00", "6b", "a0", "ff"})
+      CHECK(fsys::is_directory(tmp.at("blobs") + "/" + sub));
+    size_t dirs = 0;
+    for (const auto& e : fsys::directory_iterator(tmp.at("blobs")))
+      dirs += e.is_directory() ? 1 : 0;
+    CHECK(dirs == 257);  // and tmp/
+  }
+  // Removed by hand (say, emptied while cleaning up): a blob named into it
+  // is still stored, and reopening the store needs no directory.
+  REQUIRE(::rmdir(tmp.at("blobs/6b").c_str()) == 0);
+  BlobStore bs(tmp.at("blobs"));
+  tmp.file("a", "hello\n");
+  auto fa = open_ro(tmp.at("a"));
+  auto h = bs.put_copy(fa.get());
+  REQUIRE(h.ok());
+  CHECK(h->hex() == kHelloHash);
+  CHECK(read_file(bs.path_of(*h)) == "hello\n");
+}
+
 TEST_CASE("blobs: put_link makes the file itself a blob, named by its content") {
   TempDir tmp;
   BlobStore bs(tmp.at("blobs"));

@@ -11,6 +11,10 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       return;
     }
     fi->keep_cache = keep ? 1 : 0;
+    // FLUSH only takes a write session's after-state (locks are kernel-local):
+    // a handle that cannot write, and has no session, needs no round trip
+    // at close().
+    fi->noflush = !(*of)->writable && !(*of)->session ? 1 : 0;
     fi->fh = reinterpret_cast<uint64_t>(of->get());
     view(req).track(of->get());
     if (fuse_reply_open(req, fi) == 0) {

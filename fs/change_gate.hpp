@@ -13,6 +13,7 @@
 // (ObjRef), never absolute paths.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -85,6 +86,17 @@ struct Change {
   // any mode: its before-image must be a copy, since a hard link into the
   // blob store would show in fstat's link count on the open descriptor.
   bool open_in_view = false;
+  // obj's and obj2's lstat as the view took it right before begin(), so the
+  // gate need not take it again (`known`); `absent`: it failed with ENOENT.
+  struct Seen {
+    bool known = false;
+    bool absent = false;
+    struct stat st {};
+  };
+  Seen obj_seen, obj2_seen;
+  // Filled by the gate at end(): the object's lstat after the change, as it
+  // took it for the record (the view answers with it instead of a new stat).
+  Seen after_seen;
   std::unique_ptr<GateState> state;
 
   // Held changes (fs/stage.hpp): the real tree is not touched; obj/obj2
@@ -122,6 +134,9 @@ class ChangeGate {
   // changes the file again. RELEASE comes later and asynchronously: by then
   // a shell loop's next `>>` may have appended to the file.
   virtual void settle(Change& c) { (void)c; }
+  // Write sessions: the regular file (real dev, ino) the session writes,
+  // once the view knows it (a create's new file).
+  virtual void identify(Change& c, dev_t dev, ino_t ino) { (void)c, (void)dev, (void)ino; }
   // The agent asked for durability (fsync): make the record of everything so far durable.
   virtual Result<void> sync() { return {}; }
 };

@@ -23,6 +23,19 @@ bool valid_name(std::string_view name) {
   return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos;
 }
 
+// What a stat the view took tells the gate (Change::Seen).
+Change::Seen seen(const Result<struct stat>& st) {
+  Change::Seen s;
+  if (st) {
+    s.known = true;
+    s.st = *st;
+  } else if (st.error() == ENOENT) {
+    s.known = true;
+    s.absent = true;
+  }
+  return s;
+}
+
 int64_t mtime_ns(const struct stat& st) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
 }
@@ -139,6 +152,7 @@ Result<void> View::unlink(Inode* parent, std::string_view name, const Caller& ca
   auto st = sys::stat_at((*pfd)->get(), n.c_str(), AT_SYMLINK_NOFOLLOW);
   c.open_for_write = st && open_for_write(*st);
   c.open_in_view = st && open_in_view(*st);
+  c.obj_seen = seen(st);
   if (auto b = gate_.begin(c); !b) return b;
   auto r = sys::unlink_at((*pfd)->get(), n.c_str(), 0);
   finish_change(c, r.error());
@@ -242,6 +256,8 @@ Result<void> View::rename(Inode* parent, std::string_view name, Inode* newparent
   c.obj2 = ObjRef{(*npfd)->get(), nn};
   c.open_for_write = dst && open_for_write(*dst);
   c.open_in_view = dst && open_in_view(*dst);
+  c.obj_seen = seen(src);
+  c.obj2_seen = seen(dst);
   if (auto b = gate_.begin(c); !b) return b;
   auto r = sys::rename_at2((*pfd)->get(), n.c_str(), (*npfd)->get(), nn.c_str(), flags);
   finish_change(c, r.error());
@@ -354,7 +370,10 @@ Result<struct stat> View::setattr(Inode* node, const SetattrRequest& req, const 
     if (of->session) gate_.reshaped(*of->session);
   }
   if (!r) return Errno{r.error()};
-  auto st = sys::stat_fd(fd);
+  // The journal's stat of the object after the change, if it took one.
+  auto st = (!held && !node->is_symlink() && c.after_seen.known && !c.after_seen.absent)
+                ? Result<struct stat>(c.after_seen.st)
+                : sys::stat_fd(fd);
   if (st) {
     fix_attr(*st);
     if (stage_) stage_fix(node, *st);
@@ -555,6 +574,7 @@ Result<std::pair<Entry, std::unique_ptr<OpenFile>>> View::create(Inode* parent,
     return Errno{e.error()};
   }
   of->node = e->node;
+  if (of->session) gate_.identify(*of->session, e->node->key().dev, e->node->key().ino);
   if (of->writable) e->node->open_writers.fetch_add(1);
   e->node->open_handles.fetch_add(1);
   e->node->cache_mtime_ns.store(mtime_ns(e->attr));

@@ -106,12 +106,39 @@ Result<Hash128> BlobStore::put_copy(int fd) {
 }
 
 Result<Hash128> BlobStore::put_link(int dirfd, const char* name) {
-  std::string tmpname = "l." + std::to_string(::getpid()) + "." + std::to_string(counter_++);
-  if (::linkat(dirfd, name, tmp_fd_.get(), tmpname.c_str(), 0) != 0) return Errno{errno};
-  auto fd = sys::open_at(tmp_fd_.get(), tmpname.c_str(), O_RDONLY | O_NOFOLLOW);
-  Result<Hash128> h = fd ? publish_tmp(fd->get()) : Result<Hash128>(Errno{fd.error()});
-  ::unlinkat(tmp_fd_.get(), tmpname.c_str(), 0);
-  return h;
+  // The open descriptor pins the inode: what is hashed is what gets linked,
+  // straight to its name in the store (no staging link to make and remove).
+  auto fd = sys::open_at(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOATIME);
+  if (!fd) return Errno{fd.error()};
+  auto st = sys::stat_fd(fd->get());
+  if (!st) return Errno{st.error()};
+  if (!S_ISREG(st->st_mode)) return Errno{EINVAL};
+  return publish_tmp(fd->get());
+}
+
+Result<void> BlobStore::put_link_known(int dirfd, const char* name, const Hash128& h,
+                                       const struct stat& expect) {
+  std::string hex = h.hex();
+  std::string rel = hex.substr(0, 2) + "/" + hex.substr(2);
+  if (::linkat(dirfd, name, dir_fd_.get(), rel.c_str(), 0) != 0) {
+    if (errno != EEXIST) return Errno{errno};
+    // Already stored: make it young again, as publish_tmp() does.
+    struct stat st {};
+    if (::fstatat(dir_fd_.get(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+      (void)::fchmodat(dir_fd_.get(), rel.c_str(), st.st_mode & 07777, 0);
+    return {};
+  }
+  // The name may have been given to another object since `expect` was taken
+  // (a change to the source tree outside the view): then this link is not
+  // the content `h` names, and is undone.
+  struct stat st {};
+  if (::fstatat(dir_fd_.get(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Errno{errno};
+  if (st.st_ino != expect.st_ino || st.st_dev != expect.st_dev || st.st_size != expect.st_size ||
+      st.st_mtim.tv_sec != expect.st_mtim.tv_sec || st.st_mtim.tv_nsec != expect.st_mtim.tv_nsec) {
+    ::unlinkat(dir_fd_.get(), rel.c_str(), 0);
+    return Errno{ESTALE};
+  }
+  return {};
 }
 
 void BlobStore::unlink_if_inode(const Hash128& h, dev_t dev, ino_t ino) {

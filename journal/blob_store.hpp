@@ -14,6 +14,7 @@
 // Concurrency: all methods are thread-safe; only the probe flags are shared.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -34,9 +35,16 @@ class BlobStore {
 
   // Copies the whole content of `fd` into the store.
   Result<Hash128> put_copy(int fd);
-  // Adds a hard link to (dirfd, name) into the store, named by its content.
-  // Only for objects on the store's filesystem (same_fs()).
+  // Adds a hard link to the regular file (dirfd, name) into the store, named
+  // by its content (read once). Only for objects on the store's filesystem
+  // (same_fs()).
   Result<Hash128> put_link(int dirfd, const char* name);
+  // The same for a file whose content hash is already known (it was written
+  // through the view and has not changed since): no read. `expect` is the
+  // file's stat when `h` was looked up; if the name no longer holds that
+  // file, the link is undone and ESTALE returned (then use put_link()).
+  Result<void> put_link_known(int dirfd, const char* name, const Hash128& h,
+                              const struct stat& expect);
 
   // Removes the blob named `h` if it is the inode (dev, ino): undoes a
   // put_link whose removal then failed, so a live file is never a blob.
@@ -44,8 +52,8 @@ class BlobStore {
 
   // Calls fn(hash, path) for every blob file in the store (not tmp/).
   void for_each_blob(const std::function<void(const Hash128&, const std::string&)>& fn) const;
-  // Unlinks what put_link() left in tmp/ when the process died between its
-  // links: hard links to users' files. Only with the state lock held and
+  // Unlinks what an older put_link() left in tmp/ when the process died
+  // between its links: hard links to users' files. Only with the state lock held and
   // nothing under way (journal open after a crash). Returns how many.
   size_t remove_tmp_links() const;
 
@@ -66,7 +74,6 @@ class BlobStore {
   sys::UniqueFd tmp_fd_;
   dev_t dev_ = 0;
   std::atomic<bool> try_clone_{true};
-  std::atomic<uint64_t> counter_{0};
 };
 
 }  // namespace scopefs::journal

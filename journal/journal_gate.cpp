@@ -21,17 +21,31 @@ int64_t mtime_ns(const struct stat& st) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
 }
 
+int64_t ctime_ns(const struct stat& st) {
+  return static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
+}
+
 // What the gate keeps for one change between begin() and end().
 struct State final : fs::GateState {
+  ~State() override {
+    if (live_in) live_in->forget_session(live_key, this);
+  }
   Record rec;
   struct stat before_st {};
   bool linked_victim = false;  // a blob may be a hard link to the unlinked file
   struct stat victim_st {};
   bool linked_replaced = false;  // a blob may be a hard link to the file a rename replaces
-  // Write sessions: streaming hash of bytes [0, streamed).
+  // Write sessions: streaming hash of bytes [0, streamed). A live session
+  // (registered by inode, live_in) is also read by other threads: its
+  // stream under `smu`; `stale` is set when the file's content changes other
+  // than through this session (another handle, a truncate by path).
+  std::mutex smu;
   Hasher hasher;
   uint64_t streamed = 0;
   bool stream_valid = true;
+  std::atomic<bool> stale{false};
+  JournalGate* live_in = nullptr;
+  std::pair<dev_t, ino_t> live_key{};
   // The session's after-state was taken at a close() and nothing changed
   // since through this handle (settle()).
   bool settled = false;
@@ -152,7 +166,8 @@ CallerInfo caller_info(const fs::Caller& c) {
 std::optional<Hash128> JournalGate::known_hash(const struct stat& st) {
   std::lock_guard lk(known_mu_);
   auto it = known_.find({st.st_dev, st.st_ino});
-  if (it == known_.end() || it->second.size != st.st_size || it->second.mtime_ns != mtime_ns(st))
+  if (it == known_.end() || it->second.size != st.st_size || it->second.mtime_ns != mtime_ns(st) ||
+      it->second.ctime_ns != ctime_ns(st))
     return std::nullopt;
   return it->second.hash;
 }
@@ -160,7 +175,7 @@ std::optional<Hash128> JournalGate::known_hash(const struct stat& st) {
 void JournalGate::remember(const struct stat& st, const Hash128& h) {
   std::lock_guard lk(known_mu_);
   if (known_.size() > 65536) known_.clear();
-  known_[{st.st_dev, st.st_ino}] = Known{h, st.st_size, mtime_ns(st)};
+  known_[{st.st_dev, st.st_ino}] = Known{h, st.st_size, mtime_ns(st), ctime_ns(st)};
 }
 
 Result<Hash128> JournalGate::hash_of(const fs::ObjRef& ref, const struct stat& st) {
@@ -174,11 +189,16 @@ Result<Hash128> JournalGate::hash_of(const fs::ObjRef& ref, const struct stat& s
 }
 
 Result<ObjectState> JournalGate::capture(const fs::ObjRef& ref, bool content_image, bool may_link,
-                                         struct stat* st_out) {
+                                         struct stat* st_out, const fs::Change::Seen* seen) {
   ObjectState o;
   if (!ref.valid()) return o;
-  auto st = ref.name.empty() ? sys::stat_fd(ref.dirfd)
-                             : sys::stat_at(ref.dirfd, ref.name.c_str(), AT_SYMLINK_NOFOLLOW);
+  Result<struct stat> st = Errno{ENOENT};
+  if (seen && seen->known) {
+    if (!seen->absent) st = seen->st;
+  } else {
+    st = ref.name.empty() ? sys::stat_fd(ref.dirfd)
+                          : sys::stat_at(ref.dirfd, ref.name.c_str(), AT_SYMLINK_NOFOLLOW);
+  }
   if (!st) {
     if (st.error() == ENOENT) return o;  // does not exist (yet)
     return Errno{st.error()};
@@ -202,6 +222,15 @@ Result<ObjectState> JournalGate::capture(const fs::ObjRef& ref, bool content_ima
   BlobStore* blobs = j_.blobs();
   Result<Hash128> h = Errno{EIO};
   if (may_link && !ref.name.empty() && st->st_nlink == 1 && blobs->same_fs(st->st_dev)) {
+    // Written through the view and unchanged since: its hash is known, and
+    // the file need not be read again.
+    if (auto k = known_hash(*st)) {
+      if (auto l = blobs->put_link_known(ref.dirfd, ref.name.c_str(), *k, *st); l) {
+        o.hash = *k;
+        o.blob = true;
+        return o;
+      }
+    }
     h = blobs->put_link(ref.dirfd, ref.name.c_str());
   } else {
     auto fd = open_content(ref);
@@ -269,7 +298,7 @@ Result<void> JournalGate::begin(fs::Change& c) {
     // Linking into the store would make a later write through an open handle
     // change the blob: only for objects nobody holds open for writing.
     bool may_link = c.op == OpKind::Unlink && !c.open_for_write && !c.open_in_view;
-    auto b = capture(c.obj, image, may_link, &s->before_st);
+    auto b = capture(c.obj, image, may_link, &s->before_st, &c.obj_seen);
     if (!b) return Errno{b.error()};
     r.before = *b;
     s->linked_victim = may_link && b->blob && s->before_st.st_nlink == 1 &&
@@ -280,13 +309,13 @@ Result<void> JournalGate::begin(fs::Change& c) {
   if (c.op == OpKind::Rename && !(c.flags & RENAME_EXCHANGE)) {
     // The object a rename replaces loses its name: keep its content.
     const bool may_link = !c.open_for_write && !c.open_in_view;
-    auto v = capture(c.obj2, true, may_link, &s->victim_st);
+    auto v = capture(c.obj2, true, may_link, &s->victim_st, &c.obj2_seen);
     if (!v) return Errno{v.error()};
     if (v->exists) r.victim = *v;
     s->linked_replaced = v->blob && may_link && s->victim_st.st_nlink == 1 &&
                          j_.blobs()->same_fs(s->victim_st.st_dev);
   } else if (c.op == OpKind::Rename) {
-    auto v = capture(c.obj2, false, false, &s->victim_st);
+    auto v = capture(c.obj2, false, false, &s->victim_st, &c.obj2_seen);
     if (!v) return Errno{v.error()};
     if (v->exists) r.victim = *v;
   }
@@ -297,14 +326,27 @@ Result<void> JournalGate::begin(fs::Change& c) {
     drop_links(*s, j_.blobs());
     return Errno{w.error()};
   }
+  const bool session =
+      c.op == OpKind::Write || c.op == OpKind::Fallocate || c.op == OpKind::CopyRange;
+  const bool reg = session && r.before && r.before->exists && S_ISREG(s->before_st.st_mode);
+  const dev_t dev = s->before_st.st_dev;
+  const ino_t ino = s->before_st.st_ino;
+  auto* self = s.get();
   c.state = std::move(s);
+  if (reg) identify(c, dev, ino);
+  // Opened with O_TRUNC: the file's other open sessions streamed bytes that
+  // are about to go.
+  if (reg && (c.flags & O_TRUNC)) mark_stale({dev, ino}, self);
   return {};
 }
 
 void JournalGate::wrote(fs::Change& c, const void* data, size_t n, off_t off) {
   auto* s = static_cast<State*>(c.state.get());
   if (s) s->settled = false;
-  if (!s || !s->stream_valid) return;
+  if (!s) return;
+  std::lock_guard lk(s->smu);
+  if (s->stale.load(std::memory_order_acquire)) s->stream_valid = false;
+  if (!s->stream_valid) return;
   auto uoff = static_cast<uint64_t>(off);
   if (uoff == s->streamed) {
     s->hasher.update(data, n);
@@ -317,10 +359,54 @@ void JournalGate::wrote(fs::Change& c, const void* data, size_t n, off_t off) {
 
 void JournalGate::reshaped(fs::Change& c) {
   auto* s = static_cast<State*>(c.state.get());
-  if (s) {
+  if (!s) return;
+  {
+    std::lock_guard lk(s->smu);
     s->stream_valid = false;
     s->settled = false;
   }
+  // Another writer's stream no longer describes the file either.
+  if (s->live_in) mark_stale(s->live_key, s);
+}
+
+void JournalGate::identify(fs::Change& c, dev_t dev, ino_t ino) {
+  auto* s = static_cast<State*>(c.state.get());
+  if (!s || c.held || s->live_in) return;
+  s->live_key = {dev, ino};
+  std::lock_guard lk(live_mu_);
+  live_.emplace(s->live_key, s);
+  s->live_in = this;
+}
+
+void JournalGate::forget_session(const std::pair<dev_t, ino_t>& key, const fs::GateState* s) {
+  std::lock_guard lk(live_mu_);
+  auto [b, e] = live_.equal_range(key);
+  for (auto it = b; it != e; ++it) {
+    if (it->second == s) {
+      live_.erase(it);
+      return;
+    }
+  }
+}
+
+void JournalGate::mark_stale(const std::pair<dev_t, ino_t>& key, const fs::GateState* except) {
+  std::lock_guard lk(live_mu_);
+  auto [b, e] = live_.equal_range(key);
+  for (auto it = b; it != e; ++it)
+    if (it->second != except)
+      static_cast<State*>(it->second)->stale.store(true, std::memory_order_release);
+}
+
+std::optional<Hash128> JournalGate::live_digest(const struct stat& st) {
+  std::lock_guard lk(live_mu_);
+  auto [b, e] = live_.equal_range({st.st_dev, st.st_ino});
+  if (b == e || std::next(b) != e) return std::nullopt;  // none, or several writers
+  auto* ss = static_cast<State*>(b->second);
+  std::lock_guard slk(ss->smu);
+  if (ss->stale.load(std::memory_order_acquire) || !ss->stream_valid ||
+      ss->streamed != static_cast<uint64_t>(st.st_size))
+    return std::nullopt;
+  return ss->hasher.digest();
 }
 
 void JournalGate::take_after_held(fs::Change& c, fs::GateState& gs) {
@@ -404,11 +490,17 @@ void JournalGate::take_after(fs::Change& c, fs::GateState& gs) {
     r.after = ObjectState{};
   } else if (auto a = capture(where, false, false, &st); a) {
     r.after = *a;
+    if (a->exists) {
+      c.after_seen.known = true;
+      c.after_seen.st = st;
+    }
     if (a->exists && S_ISREG(st.st_mode)) {
       Result<Hash128> h = Errno{EIO};
       // A create is the write session of the handle it opened (fs/view_ops.cpp).
       bool session = c.op == OpKind::Write || c.op == OpKind::Fallocate ||
                      c.op == OpKind::CopyRange || c.op == OpKind::Create;
+      std::unique_lock slk(s->smu);
+      if (s->stale.load(std::memory_order_acquire)) s->stream_valid = false;
       if (session && s->stream_valid) {
         if (static_cast<uint64_t>(st.st_size) == s->streamed) {
           h = s->hasher.digest();  // written front to back: nothing to read
@@ -427,12 +519,34 @@ void JournalGate::take_after(fs::Change& c, fs::GateState& gs) {
         }
         if (h) remember(st, *h);
       }
+      slk.unlock();
+      // A change of metadata or name keeps the content: its known hash
+      // carries over to the new ctime (the cache is keyed by it), unless the
+      // size or mtime moved meanwhile (a write through another handle or
+      // from outside). A utimens sets the mtime itself: it is read again.
+      const bool keeps_content = !content_destroying(c.op) && c.op != OpKind::Create;
+      if (!h && keeps_content && c.op != OpKind::Utimens && r.before && r.before->hash &&
+          s->before_st.st_dev == st.st_dev && s->before_st.st_ino == st.st_ino &&
+          s->before_st.st_size == st.st_size && mtime_ns(s->before_st) == mtime_ns(st)) {
+        h = *r.before->hash;
+        remember(st, *h);
+      }
+      // The file's only write session has streamed all of it (cp -a sets
+      // the times of the file it is still writing): its digest.
+      if (!h && keeps_content) {
+        if (auto d = live_digest(st)) {
+          h = *d;
+          remember(st, *h);
+        }
+      }
       if (!h) {
         bool content_changed = content_destroying(c.op) || c.op == OpKind::Create;
         if (content_changed) {
           std::lock_guard lk(known_mu_);
           known_.erase({st.st_dev, st.st_ino});
         }
+        // Open write sessions of the file no longer stream its content.
+        if (content_changed) mark_stale({st.st_dev, st.st_ino}, s);
         h = hash_of(where, st);
       }
       if (h) {

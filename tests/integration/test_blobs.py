@@ -55,3 +55,42 @@ def test_unlinking_a_file_open_for_writing_copies_it(mount):
         f.write(" and more after the unlink")
         f.flush()
     blobs_hash_to_their_names(m)
+
+
+def test_unlinked_files_written_here_become_blobs_named_by_content(mount):
+    # Files written through the view have known hashes; renamed and chmodded
+    # (the content kept), then removed, each becomes its own blob.
+    m = mount([{"path": "w", "access": "write"}])
+    d = m.mp / "w"
+    inodes = {}
+    for i in range(20):
+        p = d / f"f{i}"
+        p.write_bytes(f"content {i}\n".encode() * (i + 1))
+        os.chmod(p, 0o600)
+        os.rename(p, d / f"g{i}")
+        inodes[i] = os.stat(m.src("w") / f"g{i}").st_ino
+    time.sleep(0.2)  # close() returns before the kernel's release reaches the daemon
+    subprocess.run(["rm", "-f"] + [str(d / f"g{i}") for i in inodes], check=True)
+    assert set(inodes.values()) <= blob_inodes(m)
+    blobs_hash_to_their_names(m)
+    assert not any((m.state / "blobs" / "tmp").iterdir())
+
+
+def test_a_file_changed_behind_the_view_is_read_again(mount):
+    # Same size, mtime put back by hand: only the ctime tells the change. The
+    # before-image must hold the bytes the file had, not a stale hash's name.
+    m = mount([{"path": "w", "access": "write"}])
+    p = m.mp / "w" / "f"
+    p.write_bytes(b"A" * 4096)
+    time.sleep(0.2)
+    real = m.src("w") / "f"
+    st = os.stat(real)
+    with open(real, "r+b") as f:
+        f.write(b"B" * 4096)
+    os.utime(real, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = os.stat(real)
+    assert (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    os.unlink(p)
+    blobs_hash_to_their_names(m)
+    held = [q for q in (m.state / "blobs").rglob("*") if q.is_file() and q.parent.name != "tmp"]
+    assert [q.read_bytes() for q in held] == [b"B" * 4096]

@@ -589,6 +589,90 @@ def test_two_handles_after_hash_is_real_content(mount, tmp_root):
         check_blob_store(m.state, recs)
 
 
+def test_a_later_handle_writing_makes_the_first_sessions_hash_real(mount, tmp_root):
+    """The first handle writes alone (its hash streamed), then a second one
+    opens and overwrites the start: the first session must not record the
+    content it streamed, but the file's."""
+    m, src = mount_view(mount, tmp_root)
+    v = m.mp / BIND / "f"
+    contents = [b""]
+    a = os.open(v, os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(a, b"aaaa")
+        contents.append((src / "f").read_bytes())
+        b = os.open(v, os.O_WRONLY)
+        try:
+            os.pwrite(b, b"bb", 0)
+            contents.append((src / "f").read_bytes())
+        finally:
+            os.close(b)
+        # A change of metadata while the first session is open: its record's
+        # hash must be the file's too.
+        os.utime(v, ns=(1_000_000_000, 2_000_000_000))
+    finally:
+        os.close(a)
+    assert contents == [b"", b"aaaa", b"bbaa"]
+    had = {xxh_bytes(c): c for c in contents}
+    recs = settled_log(m.state, 3)
+    ch = changes_of(recs)
+    assert [key_of(r) for r in ch] == [("create", "w/f", ""), ("write", "w/f", ""),
+                                       ("utimens", "w/f", "")]
+    for r in ch:
+        h = r["after"]["hash"]
+        assert h in had, f"record {r['seq']} ({r['op']}) says the file became {h}"
+        assert h == xxh_bytes(b"bbaa"), f"record {r['seq']} ({r['op']}): {had[h]!r}"
+
+
+def test_a_second_handle_truncating_at_open_makes_the_first_sessions_hash_real(mount, tmp_root):
+    m, src = mount_view(mount, tmp_root)
+    v = m.mp / BIND / "t"
+    a = os.open(v, os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(a, b"aaaa")
+        os.close(os.open(v, os.O_WRONLY | os.O_TRUNC))  # truncates, writes nothing
+        os.write(a, b"cccc")  # at a's offset, 4: a hole before it now
+    finally:
+        os.close(a)
+    final = b"\0\0\0\0cccc"
+    assert (src / "t").read_bytes() == final
+    ch = changes_of(settled_log(m.state, 2))
+    got = [(r["op"], r["after"]["hash"]) for r in ch]
+    assert got[0] == ("create", xxh_bytes(final)), got  # streamed "aaaacccc": not the file
+    assert [op for op, _ in got] == ["create", "write"], got
+
+
+def test_metadata_set_while_writing_records_the_written_content(mount, tmp_root):
+    """cp -a sets times and modes on the file it is still writing: those
+    records carry the content written so far, as the file has it."""
+    m, src = mount_view(mount, tmp_root)
+    v = m.mp / BIND / "g"
+    fd = os.open(v, os.O_CREAT | os.O_WRONLY, 0o600)
+    try:
+        os.write(fd, b"x" * 10000)
+        os.utime(v, ns=(1_000_000_000, 2_000_000_000))
+        os.chmod(v, 0o640)
+        os.write(fd, b"tail")
+        os.utime(v, ns=(3_000_000_000, 4_000_000_000))
+    finally:
+        os.close(fd)
+    first = b"x" * 10000
+    second = first + b"tail"
+    settled_log(m.state, 4)
+    # Changed behind the view, same size, mtime put back: the hash known for
+    # the old bytes must not be trusted (the ctime moved).
+    with open(src / "g", "r+b") as f:
+        f.write(b"y" * 5)
+    os.utime(src / "g", ns=(3_000_000_000, 4_000_000_000))
+    third = b"y" * 5 + second[5:]
+    os.chmod(v, 0o644)
+    recs = settled_log(m.state, 5)
+    ch = changes_of(recs)
+    got = [(r["op"], r["after"]["hash"]) for r in ch]
+    want = [("create", second), ("utimens", first), ("chmod", first), ("utimens", second),
+            ("chmod", third)]
+    assert got == [(op, xxh_bytes(c)) for op, c in want], got
+
+
 def test_back_to_back_appends_record_each_content(mount, tmp_root):
     """A shell loop of `>>` appends: each close() ends its write session, so
     every record's after.hash is the content right after that append (the

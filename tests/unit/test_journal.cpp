@@ -1107,6 +1107,61 @@ TEST_CASE("blobs: put_link makes the file itself a blob, named by its content") 
   CHECK(bs.put_link(dir, "no-such-file").error() == ENOENT);
 }
 
+TEST_CASE("blobs: put_link_known links a file of known content without reading it") {
+  TempDir tmp;
+  BlobStore bs(tmp.at("blobs"));
+  std::string content = "known content\n";
+  tmp.mkdir("src");
+  tmp.file("src/victim", content);
+  auto dir = ::open(tmp.at("src").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(dir >= 0);
+  scopefs::sys::UniqueFd dguard(dir);
+  struct stat st {};
+  REQUIRE(::fstatat(dir, "victim", &st, 0) == 0);
+  const Hash128 h = hash_bytes(content);
+  REQUIRE(bs.put_link_known(dir, "victim", h, st).ok());
+  struct stat bst {};
+  REQUIRE(::stat(bs.path_of(h).c_str(), &bst) == 0);
+  CHECK(bst.st_ino == st.st_ino);
+  CHECK(bst.st_nlink == 2);
+  CHECK(fsys::is_empty(tmp.at("blobs/tmp")));
+  // Known content already stored: nothing more is linked.
+  tmp.file("src/twin", content);
+  struct stat tst {};
+  REQUIRE(::fstatat(dir, "twin", &tst, 0) == 0);
+  REQUIRE(bs.put_link_known(dir, "twin", h, tst).ok());
+  CHECK(count_blob_files(tmp.at("blobs")) == 1);
+  CHECK(::stat(tmp.at("src/twin").c_str(), &tst) == 0);
+  CHECK(tst.st_nlink == 1);
+
+  // The name now holds another file than the one the hash was known for: the
+  // link is undone, ESTALE, and the store holds no wrongly named blob.
+  tmp.file("src/moved", "other bytes\n");
+  struct stat old_st {};
+  REQUIRE(::fstatat(dir, "moved", &old_st, 0) == 0);
+  const Hash128 other = hash_bytes("other bytes\n");
+  REQUIRE(::unlinkat(dir, "moved", 0) == 0);
+  tmp.file("src/moved", "replaced by someone else\n");
+  CHECK(bs.put_link_known(dir, "moved", other, old_st).error() == ESTALE);
+  CHECK_FALSE(bs.contains(other));
+  check_blobs_named_by_content(tmp.at("blobs"));
+  CHECK(bs.put_link_known(dir, "gone", other, old_st).error() == ENOENT);
+}
+
+TEST_CASE("blobs: put_link refuses what is not a regular file") {
+  TempDir tmp;
+  BlobStore bs(tmp.at("blobs"));
+  tmp.mkdir("src");
+  REQUIRE(::mkfifo(tmp.at("src/fifo").c_str(), 0600) == 0);
+  tmp.mkdir("src/dir");
+  auto dir = ::open(tmp.at("src").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(dir >= 0);
+  scopefs::sys::UniqueFd dguard(dir);
+  CHECK(bs.put_link(dir, "fifo").error() == EINVAL);  // opened without blocking, then refused
+  CHECK_FALSE(bs.put_link(dir, "dir").ok());
+  CHECK(count_blob_files(tmp.at("blobs")) == 0);
+}
+
 TEST_CASE("blobs: equal content from two files and a journal's blob references agree") {
   for_each_journal([](const StoreKind&, Journal& j, TempDir& tmp) {
     REQUIRE(j.blobs() != nullptr);

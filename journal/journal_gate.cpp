@@ -28,7 +28,7 @@ int64_t ctime_ns(const struct stat& st) {
 // What the gate keeps for one change between begin() and end().
 struct State final : fs::GateState {
   ~State() override {
-    if (live_in) live_in->forget_session(live_key, this);
+    if (auto* g = live_in.load(std::memory_order_acquire)) g->forget_session(live_key, this);
   }
   Record rec;
   struct stat before_st {};
@@ -44,7 +44,7 @@ struct State final : fs::GateState {
   uint64_t streamed = 0;
   bool stream_valid = true;
   std::atomic<bool> stale{false};
-  JournalGate* live_in = nullptr;
+  std::atomic<JournalGate*> live_in{nullptr};
   std::pair<dev_t, ino_t> live_key{};
   // The session's after-state was taken at a close() and nothing changed
   // since through this handle (settle()).
@@ -366,16 +366,16 @@ void JournalGate::reshaped(fs::Change& c) {
     s->settled = false;
   }
   // Another writer's stream no longer describes the file either.
-  if (s->live_in) mark_stale(s->live_key, s);
+  if (s->live_in.load(std::memory_order_acquire)) mark_stale(s->live_key, s);
 }
 
 void JournalGate::identify(fs::Change& c, dev_t dev, ino_t ino) {
   auto* s = static_cast<State*>(c.state.get());
-  if (!s || c.held || s->live_in) return;
+  if (!s || c.held || s->live_in.load(std::memory_order_acquire)) return;
   s->live_key = {dev, ino};
   std::lock_guard lk(live_mu_);
   live_.emplace(s->live_key, s);
-  s->live_in = this;
+  s->live_in.store(this, std::memory_order_release);
 }
 
 void JournalGate::forget_session(const std::pair<dev_t, ino_t>& key, const fs::GateState* s) {

@@ -51,6 +51,13 @@ struct State final : fs::GateState {
   bool settled = false;
 };
 
+// The same file, its size and mtime unchanged: a change in between kept the
+// content (as far as the hash cache can tell).
+bool same_content_key(const struct stat& before, const struct stat& now) {
+  return before.st_dev == now.st_dev && before.st_ino == now.st_ino &&
+         before.st_size == now.st_size && mtime_ns(before) == mtime_ns(now);
+}
+
 bool content_destroying(fs::OpKind op) {
   using fs::OpKind;
   return op == OpKind::Unlink || op == OpKind::Truncate || op == OpKind::Write ||
@@ -438,6 +445,12 @@ void JournalGate::take_after_held(fs::Change& c, fs::GateState& gs) {
             spdlog::error("journal: cannot keep the held content of {}: {}", r.path,
                           std::strerror(h.error()));
           }
+        } else if (r.before && r.before->hash && c.op != OpKind::Utimens &&
+                   same_content_key(static_cast<State&>(gs).before_st, st)) {
+          // Metadata or name only, nothing else changed the file: the hash
+          // it had carries over to its new ctime (as in take_after()).
+          r.after->hash = r.before->hash;
+          remember(st, *r.before->hash);
         } else if (auto h = hash_of(where, st)) {
           r.after->hash = *h;
         }
@@ -526,8 +539,7 @@ void JournalGate::take_after(fs::Change& c, fs::GateState& gs) {
       // from outside). A utimens sets the mtime itself: it is read again.
       const bool keeps_content = !content_destroying(c.op) && c.op != OpKind::Create;
       if (!h && keeps_content && c.op != OpKind::Utimens && r.before && r.before->hash &&
-          s->before_st.st_dev == st.st_dev && s->before_st.st_ino == st.st_ino &&
-          s->before_st.st_size == st.st_size && mtime_ns(s->before_st) == mtime_ns(st)) {
+          same_content_key(s->before_st, st)) {
         h = *r.before->hash;
         remember(st, *h);
       }

@@ -16,6 +16,15 @@ void init(void* userdata, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
   if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO) conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
   if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+  // No automatic invalidation of a file's pages when its mtime is seen to
+  // change: a write through the view reaches the real file with the real
+  // file's clock, the kernel keeps the mtime it had, and the next attribute
+  // refresh would then throw away the pages the kernel has just written.
+  // Cached data is checked at open instead (keep_cache only when the real
+  // file's mtime and size are those of the last open or release), a size
+  // change still drops the pages, and approve/reject/rollback invalidate
+  // explicitly (docs/architecture.md, "Data path").
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
   // Kernel-local flock/POSIX locks: no lock ops are registered, so the kernel
   // keeps locks itself (coherent for every process using this view).
   conn->want &= ~(FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS);

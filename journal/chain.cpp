@@ -222,17 +222,14 @@ uint64_t Chain::head_eseq() const {
   return head_eseq_;
 }
 
-Result<void> Chain::submit(const KvTxn& txn, bool sync, int64_t now_ns) {
+Result<void> Chain::submit(KvTxn txn, bool sync, int64_t now_ns) {
   std::lock_guard lk(mu_);
-  KvTxn full;
   uint64_t eseq = head_eseq_;
   Digest head = head_;
+  // One event per record written, added to the same transaction (the
+  // record's bytes are not copied again into a second one).
+  std::vector<std::pair<std::string, std::string>> events;
   for (const auto& op : txn.ops()) {
-    switch (op.kind) {
-      case KvTxn::Kind::Put: full.put(op.key, op.value); break;
-      case KvTxn::Kind::Delete: full.del(op.key); break;
-      case KvTxn::Kind::Add: full.add(op.key, decode_i64(op.value)); break;
-    }
     if (op.kind != KvTxn::Kind::Put) continue;
     auto rseq = seq_of_key(op.key);
     if (!rseq) continue;
@@ -244,9 +241,10 @@ Result<void> Chain::submit(const KvTxn& txn, bool sync, int64_t now_ns) {
     e.value = op.value;
     std::string stored = encode_event(e);
     get_bytes(stored, stored.size() - 32, head);
-    full.put(event_key(e.eseq), std::move(stored));
+    events.emplace_back(event_key(e.eseq), std::move(stored));
   }
-  auto r = kv_.submit(full, sync);
+  for (auto& [k, v] : events) txn.put(std::move(k), std::move(v));
+  auto r = kv_.submit(txn, sync);
   if (!r) return r;
   head_eseq_ = eseq;
   head_ = head;

@@ -103,7 +103,7 @@ class Chain {
 
   // Submits `txn` with one event appended for each record value it puts,
   // atomically, in chain order.
-  Result<void> submit(const KvTxn& txn, bool sync, int64_t now_ns);
+  Result<void> submit(KvTxn txn, bool sync, int64_t now_ns);
   // Writes a signed checkpoint of the head (synced) and the head file, if the
   // chain grew since the last one and a key is loaded.
   Result<void> checkpoint(int64_t now_ns);

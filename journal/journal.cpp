@@ -277,9 +277,9 @@ Result<void> Journal::checkpoint() {
   return chain_->checkpoint(now_ns());
 }
 
-Result<void> Journal::submit(const KvTxn& txn, bool sync) {
+Result<void> Journal::submit(KvTxn txn, bool sync) {
   if (read_only_) return Errno{EROFS};
-  auto r = chain_->submit(txn, sync, now_ns());
+  auto r = chain_->submit(std::move(txn), sync, now_ns());
   if (r && !sync) {
     std::lock_guard lk(sync_mu_);
     dirty_ = true;
@@ -296,7 +296,7 @@ Result<void> Journal::intent(Record& r) {
   KvTxn txn;
   txn.put(record_key(r.seq), encode_record(r));
   add_first_write_indexes(txn, r);
-  return submit(txn, opts_.sync_each);
+  return submit(std::move(txn), opts_.sync_each);
 }
 
 namespace {
@@ -320,13 +320,12 @@ void append_ops(KvTxn& txn, const KvTxn& extra) {
 }  // namespace
 
 Result<void> Journal::complete(Record& r) {
+  // The path keys were written with the intent (same seq, same paths): the
+  // outcome rewrites only the record, and adds its blob references.
   KvTxn txn;
   txn.put(record_key(r.seq), encode_record(r));
-  txn.put(path_index_key(r.path, r.seq), "");
-  if (!r.path2.empty() && (r.op == "rename" || r.op == "link"))
-    txn.put(path_index_key(r.path2, r.seq), "");
   add_blob_refs(txn, r);
-  return submit(txn, false);
+  return submit(std::move(txn), false);
 }
 
 uint64_t Journal::reserve_seq() { return next_seq_.fetch_add(1); }
@@ -339,7 +338,7 @@ Result<void> Journal::complete_with(Record& r, const KvTxn& extra) {
   txn.put(path_index_key(r.path, r.seq), "");
   add_blob_refs(txn, r);
   append_ops(txn, extra);
-  return submit(txn, false);
+  return submit(std::move(txn), false);
 }
 
 Result<void> Journal::append_with(Record& r, const KvTxn& extra) {
@@ -353,7 +352,7 @@ Result<void> Journal::append_with(Record& r, const KvTxn& extra) {
   add_blob_refs(txn, r);
   if (r.state == RecordState::Held) txn.put(held_key(r.seq), "");
   append_ops(txn, extra);
-  return submit(txn, false);
+  return submit(std::move(txn), false);
 }
 
 Result<void> Journal::rewrite(const Record& r, const KvTxn& extra) {
@@ -362,7 +361,7 @@ Result<void> Journal::rewrite(const Record& r, const KvTxn& extra) {
   if (r.state == RecordState::Held) txn.put(held_key(r.seq), "");
   else txn.del(held_key(r.seq));
   append_ops(txn, extra);
-  return submit(txn, false);
+  return submit(std::move(txn), false);
 }
 
 Result<std::vector<Record>> Journal::held() {
@@ -399,7 +398,7 @@ Result<void> Journal::append(Record& r) {
   KvTxn txn;
   txn.put(record_key(r.seq), encode_record(r));
   add_first_write_indexes(txn, r);
-  return submit(txn, false);
+  return submit(std::move(txn), false);
 }
 
 bool Journal::has_space() {

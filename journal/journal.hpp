@@ -26,9 +26,10 @@
 // complete.
 //
 // Write-ahead protocol: intent() stores the record with state "intent" before
-// the real tree changes; complete() rewrites it with the outcome, the path
-// index and the blob references in one transaction. At open, leftover intents
-// (a crash between the two) are marked "interrupted".
+// the real tree changes, with its path, time and run index keys; complete()
+// rewrites it with the outcome and adds its blob references, in one
+// transaction. At open, leftover intents (a crash between the two) are marked
+// "interrupted".
 //
 // Durability: every submit reaches RocksDB's log before returning (so it
 // survives the daemon being killed); a background thread syncs the log every
@@ -124,7 +125,7 @@ class Journal {
   Result<void> checkpoint();
 
  private:
-  Result<void> submit(const KvTxn& txn, bool sync);
+  Result<void> submit(KvTxn txn, bool sync);
   void recover();
   void sweep_linked_orphans(const std::unordered_set<std::string>& named);
   void syncer();

@@ -207,7 +207,206 @@ json to_json(const Record& r) {
 
 }  // namespace
 
+namespace {
+
+// The stored form, written directly: the bytes nlohmann::json::to_cbor gives
+// for to_json(r) (a map's keys in sorted order, every integer and length in
+// its shortest form), without building the JSON tree first — that tree was
+// most of the allocations of a journaled change. tests/unit/test_record_encoding.cpp
+// holds it to the JSON path's bytes.
+class CborWriter {
+ public:
+  explicit CborWriter(std::string& out) : out_(out) {}
+  void uint(uint64_t v) { head(0x00, v); }
+  void sint(int64_t v) {
+    if (v >= 0) head(0x00, static_cast<uint64_t>(v));
+    else head(0x20, static_cast<uint64_t>(-1 - v));
+  }
+  void text(std::string_view s) {
+    head(0x60, s.size());
+    out_.append(s);
+  }
+  void bytes(std::string_view s) {
+    head(0x40, s.size());
+    out_.append(s);
+  }
+  void boolean(bool b) { out_.push_back(static_cast<char>(b ? 0xf5 : 0xf4)); }
+  void null() { out_.push_back(static_cast<char>(0xf6)); }
+  void array(size_t n) { head(0x80, n); }
+  void map(size_t n) { head(0xa0, n); }
+
+ private:
+  void head(unsigned major, uint64_t v) {
+    if (v <= 0x17) {
+      out_.push_back(static_cast<char>(major + v));
+    } else if (v <= 0xff) {
+      out_.push_back(static_cast<char>(major + 0x18));
+      be(v, 1);
+    } else if (v <= 0xffff) {
+      out_.push_back(static_cast<char>(major + 0x19));
+      be(v, 2);
+    } else if (v <= 0xffffffffULL) {
+      out_.push_back(static_cast<char>(major + 0x1a));
+      be(v, 4);
+    } else {
+      out_.push_back(static_cast<char>(major + 0x1b));
+      be(v, 8);
+    }
+  }
+  void be(uint64_t v, int n) {
+    for (int i = n - 1; i >= 0; --i) out_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  }
+  std::string& out_;
+};
+
+// Keys in sorted order, as in state_json.
+void write_state(CborWriter& w, const ObjectState& o) {
+  if (!o.exists) {
+    w.map(1);
+    w.text("exists");
+    w.boolean(false);
+    return;
+  }
+  const bool target = !o.target.empty() || o.type == "symlink";
+  w.map(7 + (o.blob ? 1 : 0) + (o.hash ? 1 : 0) + (o.rdev != 0 ? 1 : 0) + (target ? 1 : 0));
+  if (o.blob) {
+    w.text("blob");
+    w.boolean(true);
+  }
+  w.text("exists");
+  w.boolean(true);
+  w.text("gid");
+  w.uint(o.gid);
+  if (o.hash) {
+    w.text("hash");
+    w.text(o.hash->hex());
+  }
+  w.text("mode");
+  w.uint(o.mode);
+  w.text("mtime");
+  w.sint(o.mtime_ns);
+  if (o.rdev != 0) {
+    w.text("rdev");
+    w.uint(o.rdev);
+  }
+  w.text("size");
+  w.uint(o.size);
+  if (target) {
+    w.text("target");
+    w.text(o.target);
+  }
+  w.text("type");
+  w.text(o.type);
+  w.text("uid");
+  w.uint(o.uid);
+}
+
+}  // namespace
+
 std::string encode_record(const Record& r) {
+  std::string out;
+  out.reserve(256 + r.path.size() + r.path2.size());
+  out.push_back(static_cast<char>(kSchemaVersion));
+  CborWriter w(out);
+  // Keys in sorted order, as in to_json.
+  size_t n = 10;  // caller, err, flags, op, path, run, seq, state, t, task
+  n += (r.after ? 1 : 0) + (r.before ? 1 : 0) + (r.expired ? 1 : 0) + (!r.note.empty() ? 1 : 0) +
+       (!r.path2.empty() ? 1 : 0) + (r.ref ? 1 : 0) + (!r.touch.empty() ? 1 : 0) +
+       (!r.undo.empty() ? 1 : 0) + (r.victim ? 1 : 0) + (r.xattr_value ? 1 : 0) +
+       (r.xattr_before ? 1 : 0);
+  w.map(n);
+  if (r.after) {
+    w.text("after");
+    write_state(w, *r.after);
+  }
+  if (r.before) {
+    w.text("before");
+    write_state(w, *r.before);
+  }
+  w.text("caller");
+  w.map(4 + (r.caller.args.empty() ? 0 : 1) + (r.caller.exe.empty() ? 0 : 1));
+  if (!r.caller.args.empty()) {
+    w.text("args");
+    w.array(r.caller.args.size());
+    for (const auto& a : r.caller.args) w.text(a);
+  }
+  w.text("comm");
+  w.text(r.caller.comm);
+  if (!r.caller.exe.empty()) {
+    w.text("exe");
+    w.text(r.caller.exe);
+  }
+  w.text("gid");
+  w.uint(r.caller.gid);
+  w.text("pid");
+  w.sint(r.caller.pid);
+  w.text("uid");
+  w.uint(r.caller.uid);
+  w.text("err");
+  w.sint(r.err);
+  if (r.expired) {
+    w.text("expired");
+    w.boolean(true);
+  }
+  w.text("flags");
+  w.uint(r.flags);
+  if (!r.note.empty()) {
+    w.text("note");
+    w.text(r.note);
+  }
+  w.text("op");
+  w.text(r.op);
+  w.text("path");
+  w.text(r.path);
+  if (!r.path2.empty()) {
+    w.text("path2");
+    w.text(r.path2);
+  }
+  if (r.ref) {
+    w.text("ref");
+    w.uint(r.ref);
+  }
+  w.text("run");
+  w.text(r.run);
+  w.text("seq");
+  w.uint(r.seq);
+  w.text("state");
+  w.text(state_name(r.state));
+  w.text("t");
+  w.sint(r.time_ns);
+  w.text("task");
+  w.text(r.task);
+  if (!r.touch.empty()) {
+    w.text("touch");
+    w.array(r.touch.size());
+    for (const auto& k : r.touch) w.bytes(k);
+  }
+  if (!r.undo.empty()) {
+    w.text("undo");
+    w.array(r.undo.size());
+    for (const auto& [k, v] : r.undo) {
+      w.array(2);
+      w.bytes(k);
+      if (v) w.bytes(*v);
+      else w.null();
+    }
+  }
+  if (r.victim) {
+    w.text("victim");
+    write_state(w, *r.victim);
+  }
+  if (r.xattr_value) {
+    w.text("xv");
+    w.bytes(*r.xattr_value);
+  }
+  if (r.xattr_before) {
+    w.text("xv0");
+    w.bytes(*r.xattr_before);
+  }
+  return out;
+}
+
+std::string encode_record_via_json(const Record& r) {
   std::vector<uint8_t> cbor = json::to_cbor(to_json(r));
   std::string out;
   out.reserve(cbor.size() + 1);

@@ -40,6 +40,23 @@ def test_pages_written_through_the_view_are_kept_and_a_change_behind_it_is_seen_
     assert read(v / "f") == b"b" * 4096
 
 
+def test_a_file_written_through_the_view_is_read_back_without_asking_the_daemon(mount):
+    """The kernel keeps the pages a write through the view filled, across the
+    attribute refresh that shows the real file's new mtime: reading the file
+    back sends no READ (--debug logs every request the daemon gets)."""
+    m = mount([{"path": "w", "access": "write"}], extra_args=["--debug"])
+    v = m.mp / "w"
+    (v / "f").write_bytes(b"a" * 8192)
+    time.sleep(1.3)
+    os.stat(v / "f")  # attributes refreshed: the mtime the kernel had is replaced
+    before = len(m.daemon_log().splitlines())
+    assert read(v / "f") == b"a" * 8192
+    time.sleep(0.2)
+    after = m.daemon_log().splitlines()[before:]
+    assert any("opcode: OPEN" in l for l in after), after[-20:]
+    assert not any("opcode: READ " in l for l in after), after[-20:]
+
+
 def test_an_open_reader_sees_the_file_grow_behind_the_view(mount):
     m = mount([{"path": "w", "access": "write"}])
     src, v = m.src("w"), m.mp / "w"

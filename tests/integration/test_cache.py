@@ -57,6 +57,28 @@ def test_a_file_written_through_the_view_is_read_back_without_asking_the_daemon(
     assert not any("opcode: READ " in l for l in after), after[-20:]
 
 
+def test_a_directory_listing_brings_every_entrys_attributes(mount):
+    """Every chunk of a directory listing comes with its entries' attributes
+    (READDIRPLUS throughout, not only for the first chunk), so a walk that
+    stats what it listed sends no LOOKUP."""
+    m = mount([{"path": "r", "access": "read"}], extra_args=["--debug"])
+    src, v = m.src("r"), m.mp / "r"
+    (src / "d").mkdir()
+    for i in range(300):
+        (src / "d" / f"file-{i:04}").write_text(str(i))
+    os.stat(v / "d")
+    before = len(m.daemon_log().splitlines())
+    names = [e.name for e in os.scandir(v / "d")]
+    assert len(names) == 300
+    for n in names:
+        os.lstat(v / "d" / n)
+    time.sleep(0.2)
+    after = m.daemon_log().splitlines()[before:]
+    assert any("opcode: READDIRPLUS" in l for l in after), after[-20:]
+    lookups = [l for l in after if "opcode: LOOKUP" in l]
+    assert not lookups, f"{len(lookups)} LOOKUPs, e.g. {lookups[:3]}"
+
+
 def test_an_open_reader_sees_the_file_grow_behind_the_view(mount):
     m = mount([{"path": "w", "access": "write"}])
     src, v = m.src("w"), m.mp / "w"

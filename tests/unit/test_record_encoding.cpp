@@ -104,8 +104,9 @@ TEST_CASE("records encode to the bytes the JSON path gave") {
   auto v = sample_records();
   // Size and FNV-1a of each record as the JSON path encoded it (computed with
   // the encoder before this one, at 74c38ff).
-  const std::vector<std::pair<size_t, uint64_t>> gold = {
-      {316, 0x10ef36391c7cdd1aULL}, {136803, 0x90dc42df205b5ffbULL}, {85, 0x4975fbc4d3a86fe3ULL}};
+  const std::vector<std::pair<size_t, uint64_t>> gold = {{316, 0x10ef36391c7cdd1aULL},
+                                                         {136803, 0x90dc42df205b5ffbULL},
+                                                         {85, 0x4975fbc4d3a86fe3ULL}};
   REQUIRE(v.size() == gold.size());
   for (size_t i = 0; i < v.size(); ++i) {
     CAPTURE(i);
@@ -131,8 +132,8 @@ TEST_CASE("random records encode as the JSON path does and decode back") {
     for (auto& c : s) c = static_cast<char>(rng());
     return s;
   };
-  const std::initializer_list<uint64_t> edges = {0, 23, 24, 255, 256, 65535, 65536, 0xffffffffULL,
-                                                 0x100000000ULL, UINT64_MAX};
+  const std::initializer_list<uint64_t> edges = {
+      0, 23, 24, 255, 256, 65535, 65536, 0xffffffffULL, 0x100000000ULL, UINT64_MAX};
   auto state = [&]() {
     ObjectState o;
     o.exists = rng() % 5 != 0;
@@ -173,8 +174,8 @@ TEST_CASE("random records encode as the JSON path does and decode back") {
     if (rng() % 3 == 0) r.victim = state();
     if (rng() % 3 == 0) r.ref = pick(edges);
     for (size_t u = rng() % 3; u > 0; --u)
-      r.undo.emplace_back(str(rng() % 30), rng() % 2 ? std::optional<std::string>(str(rng() % 300))
-                                                     : std::nullopt);
+      r.undo.emplace_back(str(rng() % 30),
+                          rng() % 2 ? std::optional<std::string>(str(rng() % 300)) : std::nullopt);
     for (size_t t = rng() % 3; t > 0; --t) r.touch.push_back(str(rng() % 30));
     if (rng() % 3 == 0) r.xattr_value = str(pick({0, 23, 24, 255, 256}) % 400);
     if (rng() % 3 == 0) r.xattr_before = str(rng() % 100);

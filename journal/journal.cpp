@@ -319,23 +319,17 @@ void append_ops(KvTxn& txn, const KvTxn& extra) {
 
 }  // namespace
 
-Result<void> Journal::complete(Record& r) {
-  // The path keys were written with the intent (same seq, same paths): the
-  // outcome rewrites only the record, and adds its blob references.
-  KvTxn txn;
-  txn.put(record_key(r.seq), encode_record(r));
-  add_blob_refs(txn, r);
-  return submit(std::move(txn), false);
-}
+Result<void> Journal::complete(Record& r) { return complete_with(r, KvTxn{}); }
 
 uint64_t Journal::reserve_seq() { return next_seq_.fetch_add(1); }
 
 Result<void> Journal::rewrite_keys(const KvTxn& txn) { return submit(txn, false); }
 
 Result<void> Journal::complete_with(Record& r, const KvTxn& extra) {
+  // The path keys were written with the intent (same seq, same paths): the
+  // outcome rewrites only the record, and adds its blob references.
   KvTxn txn;
   txn.put(record_key(r.seq), encode_record(r));
-  txn.put(path_index_key(r.path, r.seq), "");
   add_blob_refs(txn, r);
   append_ops(txn, extra);
   return submit(std::move(txn), false);

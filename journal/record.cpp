@@ -205,10 +205,6 @@ json to_json(const Record& r) {
   return j;
 }
 
-}  // namespace
-
-namespace {
-
 // The stored form, written directly: the bytes nlohmann::json::to_cbor gives
 // for to_json(r) (a map's keys in sorted order, every integer and length in
 // its shortest form), without building the JSON tree first — that tree was
